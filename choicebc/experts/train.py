@@ -1,0 +1,193 @@
+"""Train an expert with stable-baselines3 on gymnasium's own env, checkpointing as it goes.
+
+Resumable: a run folder holds ``checkpoint.zip`` + ``replay_buffer.pkl`` (SB3's own format, our
+own files, only read back by this trainer), ``progress.csv``, and ``best/`` — the exported
+inference-only expert (safetensors + JSON card) with the best periodic evaluation so far.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from choicebc.experts.policy import ExpertPolicy, MLPActor
+
+ALGOS = ("sac", "ppo")
+
+
+@dataclass
+class ExpertTrainConfig:
+    """Settings of one expert training run (the CLI is generated from these fields)."""
+
+    env_id: str
+    """gymnasium env id, e.g. HalfCheetah-v5"""
+    algo: str = "sac"
+    """sac (default, best return per env-step) or ppo (more env-steps/s, weaker on CPU-hours)"""
+    total_steps: int = 300_000
+    """environment steps of learning"""
+    seed: int = 0
+    """seed of the env, the networks and the replay sampling"""
+    out_dir: str = "runs/experts"
+    """run folder parent; the run lives in OUT_DIR/ENV_ID"""
+    checkpoint_every: int = 20_000
+    """env steps between resumable checkpoints"""
+    eval_every: int = 20_000
+    """env steps between evaluations; the best exported actor is kept in best/"""
+    eval_episodes: int = 5
+    """episodes per periodic evaluation"""
+    hidden: tuple[int, ...] = field(default=(256, 256))
+    """actor and critic hidden layers"""
+    torch_threads: int = 1
+    """torch threads (1 lets two trainings share a 2-core machine)"""
+
+
+def run_dir(cfg: ExpertTrainConfig) -> Path:
+    return Path(cfg.out_dir) / cfg.env_id
+
+
+def export_actor(model, env: gym.Env, cfg: ExpertTrainConfig, extra: dict) -> ExpertPolicy:
+    """Copy an SB3 actor's deterministic path into an :class:`ExpertPolicy`."""
+    obs_dim = int(np.prod(env.observation_space.shape))
+    act_dim = int(np.prod(env.action_space.shape))
+    low, high = env.action_space.low, env.action_space.high
+    if cfg.algo == "sac":
+        trunk, mu, squash, activation = model.actor.latent_pi, model.actor.mu, True, "relu"
+    else:
+        trunk = model.policy.mlp_extractor.policy_net
+        mu, squash, activation = model.policy.action_net, False, "tanh"
+    actor = MLPActor(obs_dim, act_dim, tuple(cfg.hidden), low, high, squash, activation)
+    linear_src = [m for m in trunk if isinstance(m, torch.nn.Linear)] + [mu]
+    linear_dst = [m for m in actor.trunk if isinstance(m, torch.nn.Linear)] + [actor.mu]
+    with torch.no_grad():
+        for src, dst in zip(linear_src, linear_dst, strict=True):
+            dst.weight.copy_(src.weight)
+            dst.bias.copy_(src.bias)
+    import gymnasium
+    import mujoco
+    import stable_baselines3
+
+    card = {
+        "env_id": cfg.env_id,
+        "algo": cfg.algo,
+        "seed": cfg.seed,
+        "hidden": list(cfg.hidden),
+        "activation": activation,
+        "squash": squash,
+        "obs_dim": obs_dim,
+        "act_dim": act_dim,
+        "action_low": low.tolist(),
+        "action_high": high.tolist(),
+        "versions": {
+            "stable_baselines3": stable_baselines3.__version__,
+            "gymnasium": gymnasium.__version__,
+            "mujoco": mujoco.__version__,
+            "torch": torch.__version__,
+        },
+        **extra,
+    }
+    return ExpertPolicy(actor.eval(), card)
+
+
+def evaluate_gym(policy: ExpertPolicy, env_id: str, episodes: int, seed: int) -> np.ndarray:
+    """Returns of ``episodes`` full episodes on one gymnasium env (used during training)."""
+    env = gym.make(env_id)
+    returns = []
+    for ep in range(episodes):
+        obs, _ = env.reset(seed=seed + ep)
+        done, total = False, 0.0
+        while not done:
+            action = policy(obs[None].astype(np.float32))[0]
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    env.close()
+    return np.asarray(returns)
+
+
+def train_expert(cfg: ExpertTrainConfig, progress: bool = True) -> ExpertPolicy:
+    """Train (or resume) an expert; returns the best exported policy seen so far."""
+    from stable_baselines3 import PPO, SAC
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    if cfg.algo not in ALGOS:
+        raise ValueError(f"unknown algo {cfg.algo!r}; choose one of {ALGOS}")
+    torch.set_num_threads(cfg.torch_threads)
+    folder = run_dir(cfg)
+    folder.mkdir(parents=True, exist_ok=True)
+    env = gym.make(cfg.env_id)
+    ckpt, buffer = folder / "checkpoint.zip", folder / "replay_buffer.pkl"
+    algo_cls = SAC if cfg.algo == "sac" else PPO
+    if ckpt.exists():
+        model = algo_cls.load(ckpt, env=env, device="cpu")
+        if cfg.algo == "sac" and buffer.exists():
+            model.load_replay_buffer(buffer)
+        print(f"resuming {cfg.env_id} from step {model.num_timesteps}")
+    else:
+        policy_kwargs = {"net_arch": list(cfg.hidden)}
+        model = algo_cls("MlpPolicy", env, seed=cfg.seed, device="cpu", policy_kwargs=policy_kwargs)
+    log_path = folder / "progress.csv"
+    best_path = folder / "best"
+    best_card = best_path / "card.json"
+    best_return = -np.inf
+    if best_card.exists():
+        best_return = ExpertPolicy.load(best_path).card["train_eval_mean_return"]
+
+    class Checkpointing(BaseCallback):
+        def _on_training_start(self) -> None:
+            self.bar = tqdm(
+                total=cfg.total_steps,
+                initial=self.model.num_timesteps,
+                desc=f"expert {cfg.env_id}",
+                disable=not progress,
+                mininterval=5.0,
+            )
+            self.t0, self.n0 = time.time(), self.model.num_timesteps
+
+        def _on_step(self) -> bool:
+            nonlocal best_return
+            step = self.model.num_timesteps
+            self.bar.update(step - self.bar.n)
+            if step % cfg.checkpoint_every == 0:
+                tmp = folder / "checkpoint.tmp.zip"
+                self.model.save(tmp)
+                os.replace(tmp, ckpt)
+                if cfg.algo == "sac":
+                    tmpb = folder / "replay_buffer.tmp.pkl"
+                    self.model.save_replay_buffer(tmpb)
+                    os.replace(tmpb, buffer)
+            if step % cfg.eval_every == 0:
+                extra = {"total_steps": step, "train_eval_episodes": cfg.eval_episodes}
+                policy = export_actor(self.model, env, cfg, extra)
+                rets = evaluate_gym(policy, cfg.env_id, cfg.eval_episodes, seed=10_000)
+                policy.card["train_eval_mean_return"] = float(rets.mean())
+                sps = (step - self.n0) / max(time.time() - self.t0, 1e-9)
+                new = not log_path.exists()
+                with log_path.open("a", newline="") as f:
+                    w = csv.writer(f)
+                    if new:
+                        w.writerow(["step", "eval_mean_return", "eval_std_return", "steps_per_s"])
+                    w.writerow([step, f"{rets.mean():.1f}", f"{rets.std():.1f}", f"{sps:.1f}"])
+                self.bar.set_postfix(ret=f"{rets.mean():.0f}", best=f"{best_return:.0f}")
+                if rets.mean() > best_return:
+                    best_return = float(rets.mean())
+                    policy.save(best_path)
+                policy.save(folder / "last")
+            return True
+
+        def _on_training_end(self) -> None:
+            self.bar.close()
+
+    remaining = cfg.total_steps - model.num_timesteps
+    if remaining > 0:
+        model.learn(remaining, callback=Checkpointing(), reset_num_timesteps=False)
+    (folder / "config.json").write_text(str(asdict(cfg)))
+    return ExpertPolicy.load(best_path)
