@@ -139,7 +139,8 @@ class ExpertPolicy:
         try:
             actor.load_state_dict(state)
         except RuntimeError as exc:
-            raise ExpertLoadError(f"weights in {weights_path} do not match its card: {exc}") from exc
+            msg = f"weights in {weights_path} do not match its card: {exc}"
+            raise ExpertLoadError(msg) from exc
         actor.eval()
         return cls(actor, card)
 
