@@ -1,0 +1,10 @@
+"""choicebc: robust behaviour cloning from corrupted demonstrations (ChoiceNet's Cholesky Block).
+
+Public API (see README): ``import choicebc as cb``.
+"""
+
+from choicebc.experts import load_expert, reference_returns
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "load_expert", "reference_returns"]
