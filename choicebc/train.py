@@ -1,0 +1,348 @@
+"""``train_bc``: behaviour cloning with any head, as one readable loop (CleanRL style).
+
+Run folder layout (``out``)::
+
+    policy/            final BCPolicy (config.json + model.safetensors)
+    checkpoint/        last good checkpoint: policy + trainer_state.pt (optimizer, RNG, step)
+    log.csv            step, loss, val_loss, val_clean_mse, lr, steps_per_s
+    tb/                TensorBoard events (same scalars)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from choicebc.policy import BCPolicy
+
+TRAINER_STATE = "trainer_state.pt"
+LOG_FIELDS = ["step", "loss", "val_loss", "val_clean_mse", "lr", "steps_per_s"]
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss or gradients became NaN/inf; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainConfig:
+    """Behaviour-cloning settings (the ``choicebc train`` flags are generated from these)."""
+
+    head: str = "choicenet"
+    """output head: choicenet, mdn, mse, l1 or robust"""
+    steps: int = 20_000
+    """optimizer steps"""
+    batch_size: int = 256
+    """transitions per step"""
+    lr: float = 1e-3
+    """Adam learning rate (x0.1 at 50 % and x0.01 at 75 % of the steps)"""
+    weight_decay: float = 1e-5
+    """Adam L2 weight decay"""
+    hidden: tuple[int, ...] = field(default=(256, 256))
+    """backbone hidden sizes (ReLU)"""
+    seed: int = 0
+    """seed of the split, the initialisation, the batches and the head's sampling"""
+    val_fraction: float = 0.05
+    """share of episodes held out for validation"""
+    log_every: int = 500
+    """steps between log rows (and validation)"""
+    checkpoint_every: int = 2_000
+    """steps between checkpoints (0: only at the end)"""
+    clean_only: bool = False
+    """train only on steps whose ground-truth label says the expert acted (the oracle)"""
+    torch_threads: int = 0
+    """torch intra-op threads (0: torch's default)"""
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """Step schedule: full rate, then x0.1 from 50 % and x0.01 from 75 % of the steps."""
+    if step >= 0.75 * cfg.steps:
+        return cfg.lr * 0.01
+    if step >= 0.5 * cfg.steps:
+        return cfg.lr * 0.1
+    return cfg.lr
+
+
+def split_episodes(
+    episode_ids: np.ndarray, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of train and validation transitions, holding out whole episodes."""
+    episodes = np.unique(episode_ids)
+    n_val = int(round(val_fraction * len(episodes)))
+    if len(episodes) > 1:
+        n_val = min(max(n_val, 1 if val_fraction > 0 else 0), len(episodes) - 1)
+    else:
+        n_val = 0
+    rng = np.random.default_rng(seed)
+    val_eps = rng.choice(episodes, size=n_val, replace=False)
+    is_val = np.isin(episode_ids, val_eps)
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def sample_batch(
+    obs: torch.Tensor, actions: torch.Tensor, batch_size: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A uniform batch (with replacement) from in-memory tensors."""
+    idx = torch.randint(len(obs), (batch_size,), generator=generator)
+    return obs[idx], actions[idx]
+
+
+def _demo_arrays(demos: Any) -> dict[str, np.ndarray]:
+    obs = np.asarray(demos.observations, dtype=np.float32)
+    actions = np.asarray(demos.actions, dtype=np.float32)
+    if obs.ndim != 2 or actions.ndim != 2 or len(obs) != len(actions):
+        raise ValueError(
+            f"demos need observations (M, d) and actions (M, a); got {obs.shape}, {actions.shape}"
+        )
+    if len(obs) == 0:
+        raise ValueError("demos are empty: collect some with `choicebc collect`")
+    if not (np.isfinite(obs).all() and np.isfinite(actions).all()):
+        raise ValueError("demos contain NaN or inf observations/actions; clean them first")
+    corrupt = getattr(demos, "is_corrupt", None)
+    episode_ids = getattr(demos, "episode_ids", None)
+    return {
+        "obs": obs,
+        "actions": actions,
+        "is_corrupt": None if corrupt is None else np.asarray(corrupt, dtype=bool),
+        "episode_ids": np.arange(len(obs)) if episode_ids is None else np.asarray(episode_ids),
+    }
+
+
+def _write_log_row(path: Path, row: dict[str, float]) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def _truncate_log(path: Path, last_step: int) -> None:
+    """Drop log rows written after the checkpoint we resume from."""
+    if not path.exists():
+        return
+    with path.open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if int(r["step"]) <= last_step]
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def _save_checkpoint(folder: Path, policy: BCPolicy, state: dict[str, Any]) -> None:
+    """Policy + trainer state; written beside, then swapped in, so a crash keeps the old one."""
+    tmp_dir = folder.with_name(folder.name + ".tmp")
+    policy.save(tmp_dir)
+    torch.save(state, tmp_dir / TRAINER_STATE)
+    if folder.exists():
+        old = folder.with_name(folder.name + ".old")
+        os.replace(folder, old)
+        os.replace(tmp_dir, folder)
+        for f in old.iterdir():
+            f.unlink()
+        old.rmdir()
+    else:
+        os.replace(tmp_dir, folder)
+
+
+@torch.no_grad()
+def _validate(policy: BCPolicy, obs, actions, clean) -> tuple[float, float]:
+    if len(obs) == 0:
+        return math.nan, math.nan
+    policy.eval()
+    loss = float(policy.head.loss(policy.mixture(obs), actions))
+    mse = math.nan
+    if clean is not None and clean.any():
+        mse = float(((policy(obs[clean]) - actions[clean]) ** 2).mean())
+    policy.train()
+    return loss, mse
+
+
+def train_bc(
+    demos: Any,
+    head: str | None = None,
+    steps: int | None = None,
+    seed: int | None = None,
+    out: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    config: TrainConfig | None = None,
+    env_id: str | None = None,
+    head_kwargs: dict[str, Any] | None = None,
+) -> BCPolicy:
+    """Train a :class:`BCPolicy` on demonstrations.
+
+    Args:
+        demos: a ``DemoSet`` (or any object with flat ``observations (M, d)``,
+            ``actions (M, a)``, optional ``is_corrupt (M,)`` and ``episode_ids (M,)``).
+        head, steps, seed: shortcuts overriding the same fields of ``config``.
+        out: run folder for logs, checkpoints and the final policy (``None``: keep in memory).
+        resume: continue from ``out/checkpoint`` (same config ⇒ same result as uninterrupted).
+        progress: show a tqdm bar with loss and steps/s.
+        config: full settings; defaults work on the shipped tasks.
+        env_id: task id stored with the policy (default: ``demos.env_id`` if present).
+        head_kwargs: hyper-parameters for the head.
+
+    Raises:
+        TrainingDivergedError: loss or gradient became NaN/inf (the last checkpoint is kept).
+    """
+    cfg = config or TrainConfig()
+    overrides = {"head": head, "steps": steps, "seed": seed}
+    cfg = TrainConfig(**{**asdict(cfg), **{k: v for k, v in overrides.items() if v is not None}})
+    if cfg.steps < 1 or cfg.batch_size < 1:
+        raise ValueError("steps and batch_size must be >= 1")
+    if cfg.torch_threads > 0:
+        torch.set_num_threads(cfg.torch_threads)
+    data = _demo_arrays(demos)
+    if cfg.clean_only:
+        if data["is_corrupt"] is None:
+            raise ValueError("clean_only needs demos with ground-truth is_corrupt labels")
+        keep = ~data["is_corrupt"]
+        data = {k: (v[keep] if v is not None else None) for k, v in data.items()}
+    train_idx, val_idx = split_episodes(data["episode_ids"], cfg.val_fraction, cfg.seed)
+
+    # seeding, in one place
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    generator = torch.Generator().manual_seed(cfg.seed)
+
+    obs = torch.from_numpy(data["obs"])
+    actions = torch.from_numpy(data["actions"])
+    train_obs, train_act = obs[train_idx], actions[train_idx]
+    val_obs, val_act = obs[val_idx], actions[val_idx]
+    val_clean = None
+    if data["is_corrupt"] is not None:
+        val_clean = torch.from_numpy(~data["is_corrupt"][val_idx])
+    low = getattr(demos, "action_low", None)
+    high = getattr(demos, "action_high", None)
+    policy = BCPolicy(
+        obs.shape[1],
+        actions.shape[1],
+        head=cfg.head,
+        hidden=cfg.hidden,
+        obs_mean=train_obs.mean(0).numpy(),
+        obs_std=train_obs.std(0).numpy(),
+        action_low=low,
+        action_high=high,
+        env_id=env_id or getattr(demos, "env_id", None),
+        head_kwargs=head_kwargs,
+    )
+    optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    out = Path(out) if out is not None else None
+    ckpt_dir = out / "checkpoint" if out else None
+    log_path = out / "log.csv" if out else None
+    start = 0
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        if resume and (ckpt_dir / TRAINER_STATE).is_file():
+            saved = BCPolicy.load(ckpt_dir)
+            policy.load_state_dict(saved.state_dict())
+            state = torch.load(ckpt_dir / TRAINER_STATE, weights_only=True)
+            optimizer.load_state_dict(state["optimizer"])
+            generator.set_state(state["generator"])
+            torch.set_rng_state(state["torch_rng"])
+            start = int(state["step"])
+            _truncate_log(log_path, start)
+        elif resume:
+            raise FileNotFoundError(f"--resume: no checkpoint in {ckpt_dir}")
+        elif log_path.exists():
+            log_path.unlink()
+    writer = None
+    if out is not None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out / "tb"), purge_step=start if start else None)
+
+    def checkpoint(step: int) -> None:
+        if ckpt_dir is None:
+            return
+        state = {
+            "step": step,
+            "optimizer": optimizer.state_dict(),
+            "generator": generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        _save_checkpoint(ckpt_dir, policy, state)
+
+    policy.train()
+    bar = tqdm(
+        total=cfg.steps, initial=start, desc=f"train {cfg.head}", disable=not progress, leave=False
+    )
+    t0, s0 = time.perf_counter(), start
+    for step in range(start, cfg.steps):
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(cfg, step)
+        obs_b, act_b = sample_batch(train_obs, train_act, cfg.batch_size, generator)
+        loss = policy.head.loss(policy.mixture(obs_b), act_b)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), float("inf"))
+        if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
+            bar.close()
+            where = f"; last good checkpoint: {ckpt_dir}" if ckpt_dir else ""
+            raise TrainingDivergedError(
+                f"non-finite loss/gradient at step {step} (loss={float(loss)}){where}. "
+                "Lower --lr, check the demos for outliers of extreme magnitude, or use --resume."
+            )
+        optimizer.step()
+        done = step + 1
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            val_loss, val_mse = _validate(policy, val_obs, val_act, val_clean)
+            sps = (done - s0) / max(time.perf_counter() - t0, 1e-9)
+            row = {
+                "step": done,
+                "loss": float(loss),
+                "val_loss": val_loss,
+                "val_clean_mse": val_mse,
+                "lr": lr_at(cfg, step),
+                "steps_per_s": sps,
+            }
+            bar.set_postfix(loss=f"{float(loss):.3g}", val=f"{val_loss:.3g}", sps=f"{sps:.0f}")
+            if log_path is not None:
+                _write_log_row(log_path, row)
+                for key in LOG_FIELDS[1:]:
+                    writer.add_scalar(key, row[key], done)
+        if ckpt_dir is not None and cfg.checkpoint_every and done % cfg.checkpoint_every == 0:
+            checkpoint(done)
+        bar.update(1)
+    bar.close()
+    policy.eval()
+    if out is not None:
+        checkpoint(cfg.steps)
+        policy.save(out / "policy")
+        writer.close()
+    return policy
+
+
+# ------------------------------------------------------------------------------ CLI
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from choicebc.cli import add_dataclass_arguments
+
+    parser.add_argument("--demos", required=True, help="DemoSet .h5 file")
+    parser.add_argument("--out", required=True, help="run folder (policy, logs, checkpoints)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_dataclass_arguments(parser, TrainConfig)
+
+
+def run(args: argparse.Namespace) -> int:
+    from choicebc.cli import dataclass_from_args
+    from choicebc.demoset import DemoSet
+
+    cfg = dataclass_from_args(TrainConfig, args)
+    demos = DemoSet.load(args.demos)
+    train_bc(demos, out=args.out, resume=args.resume, progress=not args.no_progress, config=cfg)
+    print(f"policy saved to {Path(args.out) / 'policy'}")
+    return 0
