@@ -176,10 +176,10 @@ def train_expert(cfg: ExpertTrainConfig, progress: bool = True) -> ExpertPolicy:
                     if new:
                         w.writerow(["step", "eval_mean_return", "eval_std_return", "steps_per_s"])
                     w.writerow([step, f"{rets.mean():.1f}", f"{rets.std():.1f}", f"{sps:.1f}"])
-                self.bar.set_postfix(ret=f"{rets.mean():.0f}", best=f"{best_return:.0f}")
                 if rets.mean() > best_return:
                     best_return = float(rets.mean())
                     policy.save(best_path)
+                self.bar.set_postfix(ret=f"{rets.mean():.0f}", best=f"{best_return:.0f}")
                 policy.save(folder / "last")
             return True
 
