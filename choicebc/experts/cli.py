@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import shutil
+from pathlib import Path
+
+import numpy as np
 
 from choicebc.cli import add_dataclass_arguments, dataclass_from_args
+from choicebc.experts import expert_dir, load_expert
+from choicebc.experts.policy import ExpertPolicy
 from choicebc.experts.train import ExpertTrainConfig, train_expert
 
 
@@ -13,6 +19,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train = sub.add_parser("train", help="train (or resume) an expert with stable-baselines3")
     add_dataclass_arguments(train, ExpertTrainConfig)
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    ev = sub.add_parser(
+        "eval",
+        help="measure an expert and the random policy with the batched evaluator; "
+        "--ship writes the card and weights into demos/experts/ENV_ID",
+    )
+    ev.add_argument("env_id", help="task id, e.g. HalfCheetah-v5")
+    ev.add_argument("--path", help="expert folder (default: the shipped one)")
+    ev.add_argument("--episodes", type=int, default=100, help="evaluation episodes (default 100)")
+    ev.add_argument("--num-envs", type=int, default=100, help="parallel simulations")
+    ev.add_argument("--seed", type=int, default=12345, help="evaluation seed")
+    ev.add_argument("--ship", action="store_true", help="write card + weights to demos/experts")
+
+
+def random_policy(env_id: str, seed: int):
+    """Uniform actions in the env's action box (the 0 of the normalized score)."""
+    import gymnasium as gym
+
+    space = gym.make(env_id).action_space
+    rng = np.random.default_rng(seed)
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        return rng.uniform(space.low, space.high, size=(len(obs), space.shape[0])).astype(
+            np.float32
+        )
+
+    return act
+
+
+def measure_expert(policy: ExpertPolicy, episodes: int, num_envs: int, seed: int) -> dict:
+    """Card fields: expert and random-policy returns over ``episodes`` evaluation episodes."""
+    from choicebc.evaluation import evaluate
+
+    env_id = policy.env_id
+    expert = evaluate(policy, env_id, episodes=episodes, num_envs=num_envs, seed=seed)
+    rand = evaluate(
+        random_policy(env_id, seed), env_id, episodes=episodes, num_envs=num_envs, seed=seed
+    )
+    return {
+        "expert_mean_return": float(expert.mean_return),
+        "expert_std_return": float(expert.std_return),
+        "expert_mean_length": float(np.mean(expert.lengths)),
+        "random_mean_return": float(rand.mean_return),
+        "random_std_return": float(rand.std_return),
+        "eval_episodes": episodes,
+        "eval_seed": seed,
+        "eval_backend": "cpu",
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -20,4 +73,16 @@ def run(args: argparse.Namespace) -> int:
         cfg = dataclass_from_args(ExpertTrainConfig, args)
         policy = train_expert(cfg, progress=not args.no_progress)
         print(f"best expert: {policy.card.get('train_eval_mean_return')} (run dir {cfg.out_dir})")
+        return 0
+    policy = load_expert(args.env_id, path=args.path)
+    card = measure_expert(policy, args.episodes, args.num_envs, args.seed)
+    for key, value in card.items():
+        print(f"{key}: {value}")
+    if args.ship:
+        policy.card.update(card)
+        target = expert_dir(args.env_id)
+        if args.path and Path(args.path).resolve() != target.resolve():
+            shutil.rmtree(target, ignore_errors=True)
+        policy.save(target)
+        print(f"shipped to {target}")
     return 0
