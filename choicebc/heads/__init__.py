@@ -1,0 +1,32 @@
+"""Output heads behind one interface: ``forward(h) -> Mixture``, ``loss``, ``mode``.
+
+Registered names: ``choicenet`` (default), ``mdn``, ``mse``, ``l1``, ``robust`` (Tukey).
+"""
+
+from choicebc.heads.base import (
+    HEADS,
+    VAR_FLOOR,
+    Head,
+    Mixture,
+    head_from_config,
+    make_head,
+    register_head,
+)
+from choicebc.heads.choicenet import ChoiceNetHead
+from choicebc.heads.mdn import MDNHead
+from choicebc.heads.pointwise import L1Head, MSEHead, TukeyHead
+
+__all__ = [
+    "HEADS",
+    "VAR_FLOOR",
+    "ChoiceNetHead",
+    "Head",
+    "L1Head",
+    "MDNHead",
+    "MSEHead",
+    "Mixture",
+    "TukeyHead",
+    "head_from_config",
+    "make_head",
+    "register_head",
+]
