@@ -1,0 +1,288 @@
+"""``cpu`` backend: ``mujoco.batch.Batch`` steps N simulations on native threads.
+
+Physics runs in MuJoCo's thread pool with the GIL released; observations, rewards and
+terminations are computed in numpy from the batch's bound state arrays by the task's functions
+(:mod:`choicebc.envs`). Results are bit-identical to a loop of ``mj_step`` over one MjData per
+simulation, hence to gymnasium's envs up to float32 rounding of the observation.
+
+:meth:`CpuBatchedEnv.step_async` / :meth:`CpuBatchedEnv.step_wait` split a step so the caller can
+compute while the physics runs; the evaluator keeps two half-batches in flight that way.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from typing import Any
+
+import mujoco
+import mujoco.batch
+import numpy as np
+
+from choicebc.envs import get_task
+from choicebc.sim.base import EpisodeSchedule, check_actions, check_num_envs
+
+# warnings after which MuJoCo has reset the simulation (mj_checkPos/Vel/Acc): the state is lost
+_UNSTABLE_WARNINGS = [
+    int(mujoco.mjtWarning.mjWARN_BADQPOS),
+    int(mujoco.mjtWarning.mjWARN_BADQVEL),
+    int(mujoco.mjtWarning.mjWARN_BADQACC),
+]
+
+
+class CpuBatchedEnv:
+    """``num_envs`` simulations of one task in a ``mujoco.batch.Batch`` (the :class:`BatchedEnv`).
+
+    Args:
+        env_id: task id (see :func:`choicebc.envs.known_env_ids`).
+        num_envs: N >= 1.
+        seed: env seed; episode ``j`` starts from ``episode_seed(seed, j)``.
+        nthread: MuJoCo threads (0: all CPUs).
+        schedule: share episode numbering with other envs (the evaluator's two halves); it may
+            carry an episode limit, after which finishing slots turn inactive: they are no longer
+            stepped, keep their last observation and report ``info["active"] = False``.
+
+    Raises:
+        UnknownEnvError: ``env_id`` is not a known task.
+        ValueError: ``num_envs < 1``.
+    """
+
+    backend = "cpu"
+
+    def __init__(
+        self,
+        env_id: str,
+        num_envs: int,
+        seed: int = 0,
+        *,
+        nthread: int = 0,
+        schedule: EpisodeSchedule | None = None,
+    ) -> None:
+        self.task = task = get_task(env_id)
+        self.env_id = env_id
+        self.num_envs = n = check_num_envs(num_envs)
+        self.seed = int(seed)
+        self.obs_dim, self.act_dim = task.obs_dim, task.act_dim
+        self.action_low, self.action_high = task.action_low, task.action_high
+        self._model = task.model
+        self._dt = task.dt
+        self._batch = mujoco.batch.Batch(
+            self._model, n, nthread=nthread, persistent=task.needs_rne_post
+        )
+        self._qpos, self._qvel, self._ctrl = (self._batch.bind(f) for f in ("qpos", "qvel", "ctrl"))
+        self._state: dict[str, np.ndarray] = {}
+        for name in task.state_fields:
+            if name == "cfrc_ext" and task.needs_rne_post:
+                # gymnasium's value: mj_rnePostConstraint on the final MjData (see _physics)
+                self._state[name] = np.zeros((n, self._model.nbody, 6))
+                self._scratch = mujoco.MjData(self._model)
+            else:
+                self._state[name] = self._batch.bind(name)
+        self._shared_schedule = schedule
+        self._schedule = schedule
+        self._obs = np.zeros((n, self.obs_dim), np.float32)
+        self._position = np.zeros((n, task.position(self._state).shape[1]))
+        self._returns = np.zeros(n)
+        self._lengths = np.zeros(n, np.int64)
+        self._episode_index = np.full(n, -1, np.int64)
+        self._episode_seed = np.zeros(n, np.int64)
+        self._active = np.zeros(n, bool)
+        self._active_ids: np.ndarray | None = None  # None: every slot is active
+        self._actions = np.zeros((n, self.act_dim), np.float32)
+        self._failed = np.zeros(n, bool)
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pending: concurrent.futures.Future | None = None
+        self._needs_reset = True
+
+    # ------------------------------------------------------------------ protocol
+    def reset(self, seed: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start episodes in every slot; see :meth:`BatchedEnv.reset`.
+
+        With a shared schedule the episodes continue its numbering and ``seed`` must be None.
+        """
+        self._drain()
+        if self._shared_schedule is not None:
+            if seed is not None:
+                raise ValueError("this env shares an episode schedule: reset it without a seed")
+        else:
+            if seed is not None:
+                self.seed = int(seed)
+            self._schedule = EpisodeSchedule(self.seed)
+        self._returns[:] = 0.0
+        self._lengths[:] = 0
+        self._active[:] = True
+        self._active_ids = None
+        self._start_episodes(np.arange(self.num_envs))
+        self._needs_reset = False
+        return self._obs.copy(), {
+            "episode_index": self._episode_index.copy(),
+            "episode_seed": self._episode_seed.copy(),
+            "active": self._active.copy(),
+        }
+
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """One env-step of every active slot; see :meth:`BatchedEnv.step`."""
+        self._submit(actions, run_async=False)
+        return self._finish()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        """Validate ``actions`` and start the physics on a background thread; returns at once."""
+        self._submit(actions, run_async=True)
+
+    def wait_physics(self) -> None:
+        """Block until the physics started by :meth:`step_async` is done (idempotent)."""
+        if self._pending is not None:
+            self._pending.result()
+
+    def step_wait(
+        self,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Finish the step started by :meth:`step_async`: same returns as :meth:`step`."""
+        if self._pending is None:
+            raise RuntimeError("step_wait() without step_async(): call step_async(actions) first")
+        self._pending.result()
+        self._pending = None
+        return self._finish()
+
+    @property
+    def active(self) -> np.ndarray:
+        """``(N,) bool``: slots that still run an episode (all, unless a schedule limit hit)."""
+        return self._active.copy()
+
+    def close(self) -> None:
+        self._drain()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    def __enter__(self) -> CpuBatchedEnv:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"CpuBatchedEnv({self.env_id!r}, num_envs={self.num_envs}, seed={self.seed})"
+
+    # ------------------------------------------------------------------ internals
+    def _drain(self) -> None:
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
+            self._needs_reset = True  # a step was abandoned half-way
+
+    def _rows(self) -> np.ndarray | slice:
+        return slice(None) if self._active_ids is None else self._active_ids
+
+    def _submit(self, actions: np.ndarray, run_async: bool) -> None:
+        if self._needs_reset:
+            raise RuntimeError("call reset() before step()")
+        if self._pending is not None:
+            raise RuntimeError("a step is in flight: call step_wait() before stepping again")
+        a = check_actions(
+            actions, self.num_envs, self.action_low, self.action_high, self._active_ids
+        )
+        self._actions[:] = a
+        self._ctrl[self._rows()] = a[self._rows()]
+        if run_async:
+            if self._executor is None:
+                self._executor = concurrent.futures.ThreadPoolExecutor(
+                    1, thread_name_prefix=f"choicebc-{self.env_id}"
+                )
+            self._pending = self._executor.submit(self._physics)
+        else:
+            self._physics()
+
+    def _physics(self) -> None:
+        """Step the active slots ``frame_skip`` substeps (on the caller's or the worker thread)."""
+        ids = self._active_ids
+        try:
+            self._batch.step(ids, nstep=self.task.frame_skip)
+        except mujoco.batch.SimulationError as exc:
+            # the failed simulations kept their previous state; the others ran to completion
+            self._failed[exc.ids] = True
+        if self.task.needs_rne_post:
+            cfrc, data = self._state["cfrc_ext"], self._scratch
+            for i in range(self.num_envs) if ids is None else ids.tolist():
+                self._batch.get_data(i, data)
+                mujoco.mj_rnePostConstraint(self._model, data)
+                cfrc[i] = data.cfrc_ext
+
+    def _finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        task, n, rows = self.task, self.num_envs, self._rows()
+        s = self._state
+        if self._active_ids is not None:
+            s = {k: v[rows] for k, v in s.items()}
+        position = task.position(s)
+        velocity = (position - self._position[rows]) / self._dt
+        obs = task.observation(s).astype(np.float32)
+        reward = np.asarray(task.reward(s, self._actions[rows], velocity), dtype=np.float64)
+        terminated = np.asarray(task.terminated(s), dtype=bool)
+        unstable = (
+            self._batch.warning[rows][:, _UNSTABLE_WARNINGS, 1].any(axis=1)
+            | self._failed[rows]
+            | ~np.isfinite(obs).all(axis=1)
+            | ~np.isfinite(reward)
+        )
+        if unstable.any():
+            reward[unstable] = 0.0
+            terminated[unstable] = False
+            obs[unstable] = self._obs[rows][unstable]  # the episode's last finite observation
+            self._failed[:] = False
+
+        self._position[rows] = position
+        self._obs[rows] = obs
+        self._returns[rows] += reward
+        self._lengths[rows] += 1
+        final_obs = self._obs.copy()
+        episode_return = self._returns.copy()
+        episode_length = self._lengths.copy()
+
+        out_reward = np.zeros(n)
+        out_terminated = np.zeros(n, bool)
+        out_truncated = np.zeros(n, bool)
+        out_unstable = np.zeros(n, bool)
+        out_reward[rows] = reward
+        out_terminated[rows] = terminated
+        out_unstable[rows] = unstable
+        out_truncated[rows] = (self._lengths[rows] >= task.max_episode_steps) | unstable
+        done = np.flatnonzero(out_terminated | out_truncated)
+        if done.size:
+            self._start_episodes(done)
+        info = {
+            "final_obs": final_obs,
+            "episode_return": episode_return,
+            "episode_length": episode_length,
+            "episode_index": self._episode_index.copy(),
+            "episode_seed": self._episode_seed.copy(),
+            "unstable": out_unstable,
+            "active": self._active.copy(),
+        }
+        return self._obs.copy(), out_reward, out_terminated, out_truncated, info
+
+    def _start_episodes(self, slots: np.ndarray) -> None:
+        """Reset ``slots`` (sorted) to the next episodes of the schedule; the rest go inactive."""
+        indices, seeds = self._schedule.start(len(slots))
+        started, idle = slots[: len(indices)], slots[len(indices) :]
+        if idle.size:
+            self._active[idle] = False
+            self._active_ids = np.flatnonzero(self._active).astype(np.int32)
+        if not started.size:
+            return
+        ids = started.astype(np.int32)
+        qpos, qvel = self.task.initial_states(seeds)
+        # as gymnasium's reset: mj_resetData, set qpos/qvel, mj_forward
+        self._batch.reset(ids, stage=mujoco.mjtStage.mjSTAGE_NONE)
+        self._qpos[ids] = qpos
+        self._qvel[ids] = qvel
+        self._batch.forward(ids)
+        if self.task.needs_rne_post:
+            self._state["cfrc_ext"][ids] = 0.0  # mj_forward leaves it as mj_resetData did
+        s = {k: v[ids] for k, v in self._state.items()}
+        self._position[ids] = self.task.position(s)
+        self._obs[ids] = self.task.observation(s).astype(np.float32)
+        self._returns[ids] = 0.0
+        self._lengths[ids] = 0
+        self._episode_index[ids] = indices
+        self._episode_seed[ids] = seeds
