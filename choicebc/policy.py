@@ -17,8 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-import choicebc.heads  # noqa: F401  (importing the package registers every head)
-from choicebc.heads.base import Mixture, head_from_config, make_head
+from choicebc.heads import Mixture, head_from_config, make_head
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
