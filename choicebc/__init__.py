@@ -3,9 +3,23 @@
 Public API (see README): ``import choicebc as cb``.
 """
 
+from choicebc.evaluation import EvalResult, evaluate
 from choicebc.experts import load_expert, reference_returns
+from choicebc.policy import BCPolicy
 from choicebc.sim import BatchedEnv, make_batched
+from choicebc.train import TrainConfig, train_bc
 
 __version__ = "0.1.0"
 
-__all__ = ["BatchedEnv", "make_batched", "__version__", "load_expert", "reference_returns"]
+__all__ = [
+    "BCPolicy",
+    "TrainConfig",
+    "train_bc",
+    "BatchedEnv",
+    "make_batched",
+    "EvalResult",
+    "evaluate",
+    "__version__",
+    "load_expert",
+    "reference_returns",
+]
