@@ -1,0 +1,426 @@
+"""Policy evaluation in the batched simulator: exactly ``episodes`` episodes, each its own seed.
+
+Unbiased by construction: episode ``j`` (``j < episodes``) starts from ``episode_seed(seed, j)``
+and every one of them is run to its end, however long it takes; the result lists them in episode
+order. (Taking "the first n episodes that finish" in a vectorised env would favour short ones.)
+With a policy that treats rows independently, the returns do not depend on ``num_envs``.
+
+On the ``cpu`` backend two half-batches are in flight: while MuJoCo's threads step one half,
+Python computes the other half's observations, rewards and actions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from choicebc.envs import get_task
+from choicebc.sim import EpisodeSchedule, make_batched, resolve_backend
+
+PolicyFn = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalResult:
+    """Returns of ``episodes`` evaluation episodes, in episode order.
+
+    Attributes:
+        env_id: the task.
+        returns: ``(episodes,) float64`` undiscounted return of episode ``j``.
+        lengths: ``(episodes,) int64`` env-steps of episode ``j``.
+        seeds: ``(episodes,) int64`` the seed episode ``j`` started from.
+        unstable: ``(episodes,) bool`` episodes cut short by a simulation instability.
+        steps_per_second: env-steps of these episodes per second of wall time (reset included,
+            env construction excluded).
+        wall_time: seconds.
+        backend: the backend that ran (``cpu``, ``gpu`` or ``gym``).
+        num_envs: parallel slots used.
+        seed: the evaluation seed.
+        reference: ``(random_return, expert_return)`` of the task, or ``None``.
+    """
+
+    env_id: str
+    returns: np.ndarray
+    lengths: np.ndarray
+    seeds: np.ndarray
+    unstable: np.ndarray
+    steps_per_second: float
+    wall_time: float
+    backend: str
+    num_envs: int
+    seed: int
+    reference: tuple[float, float] | None = None
+
+    @property
+    def episodes(self) -> int:
+        return int(self.returns.shape[0])
+
+    @property
+    def mean_return(self) -> float:
+        return float(np.mean(self.returns))
+
+    @property
+    def std_return(self) -> float:
+        return float(np.std(self.returns))
+
+    @property
+    def mean_length(self) -> float:
+        return float(np.mean(self.lengths))
+
+    @property
+    def normalized_score(self) -> float | None:
+        """``100 * (mean - random) / (expert - random)`` (D4RL convention), or ``None``."""
+        if self.reference is None:
+            return None
+        random_return, expert_return = self.reference
+        if expert_return == random_return:
+            return None
+        return 100.0 * (self.mean_return - random_return) / (expert_return - random_return)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready fields, summary statistics included."""
+        return {
+            "env_id": self.env_id,
+            "episodes": self.episodes,
+            "mean_return": self.mean_return,
+            "std_return": self.std_return,
+            "mean_length": self.mean_length,
+            "normalized_score": self.normalized_score,
+            "steps_per_second": self.steps_per_second,
+            "wall_time": self.wall_time,
+            "backend": self.backend,
+            "num_envs": self.num_envs,
+            "seed": self.seed,
+            "reference": list(self.reference) if self.reference else None,
+            "unstable_episodes": int(self.unstable.sum()),
+            "returns": self.returns.tolist(),
+            "lengths": self.lengths.tolist(),
+            "seeds": self.seeds.tolist(),
+        }
+
+    def __str__(self) -> str:
+        score = self.normalized_score
+        norm = "" if score is None else f", normalized score {score:.1f}"
+        return (
+            f"{self.env_id}: return {self.mean_return:.1f} ± {self.std_return:.1f} over "
+            f"{self.episodes} episodes{norm}; mean length {self.mean_length:.1f}; "
+            f"{self.steps_per_second:,.0f} env-steps/s ({self.backend}, {self.num_envs} envs)"
+        )
+
+
+def as_policy_fn(policy: Any) -> PolicyFn:
+    """A batched ``obs (N, obs_dim) float32 -> actions (N, act_dim)`` numpy function.
+
+    Args:
+        policy: a ``torch.nn.Module`` (called on a float tensor on its own device, in inference
+            mode) or any callable on numpy arrays (e.g. ``BCPolicy.act``, an expert).
+
+    Raises:
+        TypeError: ``policy`` is neither.
+    """
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(policy, torch.nn.Module):
+        tensor = next(iter(policy.parameters()), None)
+        if tensor is None:
+            tensor = next(iter(policy.buffers()), None)
+        device = tensor.device if tensor is not None else torch.device("cpu")
+        dtype = tensor.dtype if tensor is not None and tensor.is_floating_point() else None
+        dtype = dtype or torch.float32
+
+        def act_module(obs: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                out = policy(torch.from_numpy(obs).to(device=device, dtype=dtype))
+            return out.detach().to("cpu", torch.float32).numpy()
+
+        return act_module
+    if callable(policy):
+        return lambda obs: np.asarray(policy(obs))
+    raise TypeError(
+        f"policy must be a callable obs (N, obs_dim) float32 -> actions (N, act_dim) or a "
+        f"torch.nn.Module, got {type(policy).__name__}"
+    )
+
+
+@contextlib.contextmanager
+def _policy_mode(policy: Any, one_thread: bool) -> Iterator[None]:
+    """Eval mode for a Module; one torch thread while MuJoCo's threads own the cores.
+
+    torch's intra-op threads spin while they wait, and on a machine whose cores run physics
+    they slow both the policy and the simulation several-fold.
+    """
+    torch = sys.modules.get("torch")
+    module = torch is not None and isinstance(policy, torch.nn.Module)
+    was_training = bool(module and policy.training)
+    threads = torch.get_num_threads() if torch is not None else None
+    if module:
+        policy.eval()
+    if one_thread and torch is not None:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if threads is not None and one_thread:
+            torch.set_num_threads(threads)
+        if was_training:
+            policy.train()
+
+
+class _EpisodeLog:
+    """Collects the outcome of episodes ``0 .. episodes-1`` from steps' ``info``."""
+
+    def __init__(self, episodes: int) -> None:
+        self.returns = np.full(episodes, np.nan)
+        self.lengths = np.zeros(episodes, np.int64)
+        self.seeds = np.zeros(episodes, np.int64)
+        self.unstable = np.zeros(episodes, bool)
+        self.finished = 0
+
+    @property
+    def complete(self) -> bool:
+        return self.finished == self.returns.shape[0]
+
+    def record(
+        self, running: np.ndarray, running_seeds: np.ndarray, done: np.ndarray, info: dict
+    ) -> None:
+        """Log the episodes that ended (``done``) in slots that ran episodes ``running``."""
+        for slot in np.flatnonzero(done).tolist():
+            j = int(running[slot])
+            if j >= self.returns.shape[0]:
+                continue  # an extra episode a backend without an episode limit started
+            self.returns[j] = info["episode_return"][slot]
+            self.lengths[j] = info["episode_length"][slot]
+            self.seeds[j] = running_seeds[slot]
+            self.unstable[j] = info["unstable"][slot]
+            self.finished += 1
+
+
+def _check_count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def evaluate(
+    policy: Any,
+    env_id: str,
+    episodes: int = 100,
+    num_envs: int | None = None,
+    seed: int = 0,
+    backend: str = "auto",
+    *,
+    pipeline: bool = True,
+    **env_kwargs: Any,
+) -> EvalResult:
+    """Roll ``policy`` out for exactly ``episodes`` episodes of ``env_id``.
+
+    Args:
+        policy: callable ``obs (N, obs_dim) float32 ndarray -> actions (N, act_dim)`` or a
+            ``torch.nn.Module`` (see :func:`as_policy_fn`). Actions are clipped to the box.
+        env_id: task id.
+        episodes: number of episodes; episode ``j`` starts from ``episode_seed(seed, j)``.
+        num_envs: parallel slots (default ``min(episodes, 256)``; more than ``episodes`` is
+            pointless and is capped).
+        seed: evaluation seed.
+        backend: ``auto``, ``cpu``, ``gpu`` or ``gym`` (see :func:`choicebc.make_batched`).
+        pipeline: on ``cpu``, keep two half-batches in flight so the policy overlaps the physics;
+            ``False`` runs one batch, policy and physics taking turns (a benchmark baseline).
+        **env_kwargs: passed to the backend (``cpu``: ``nthread``).
+
+    Returns:
+        :class:`EvalResult` with the episodes in episode order.
+
+    Raises:
+        UnknownEnvError, ValueError, BackendUnavailableError: as :func:`choicebc.make_batched`;
+            ``ValueError`` also for ``episodes < 1``.
+        ActionError: the policy returned actions of the wrong shape or with NaN.
+    """
+    task = get_task(env_id)
+    episodes = _check_count("episodes", episodes)
+    n = min(episodes, 256) if num_envs is None else _check_count("num_envs", num_envs)
+    n = min(n, episodes)
+    name = resolve_backend(backend)
+    act = as_policy_fn(policy)
+    log = _EpisodeLog(episodes)
+    with _policy_mode(policy, one_thread=name != "gpu"):
+        if name == "cpu" and pipeline and n >= 2:
+            steps_time = _run_pipelined(act, env_id, n, seed, log, env_kwargs)
+        else:
+            steps_time = _run_sequential(act, env_id, n, seed, name, log, env_kwargs)
+    from choicebc.experts import reference_returns
+
+    return EvalResult(
+        env_id=env_id,
+        returns=log.returns,
+        lengths=log.lengths,
+        seeds=log.seeds,
+        unstable=log.unstable,
+        steps_per_second=float(log.lengths.sum() / max(steps_time, 1e-12)),
+        wall_time=float(steps_time),
+        backend=name,
+        num_envs=n,
+        seed=int(seed),
+        reference=reference_returns(task.env_id),
+    )
+
+
+def _run_sequential(
+    act: PolicyFn, env_id: str, n: int, seed: int, backend: str, log: _EpisodeLog, kwargs: dict
+) -> float:
+    """Any backend, one batch: policy and physics take turns. Returns the wall time."""
+    env = make_batched(env_id, n, backend=backend, seed=seed, **kwargs)
+    try:
+        start = time.perf_counter()
+        obs, info = env.reset()
+        while not log.complete:
+            running, running_seeds = info["episode_index"], info["episode_seed"]
+            obs, _, terminated, truncated, info = env.step(act(obs))
+            log.record(running, running_seeds, terminated | truncated, info)
+        return time.perf_counter() - start
+    finally:
+        env.close()
+
+
+def _run_pipelined(
+    act: PolicyFn, env_id: str, n: int, seed: int, log: _EpisodeLog, kwargs: dict
+) -> float:
+    """cpu backend, two half-batches sharing one episode schedule, physics of one half in flight
+    while the other half is post-processed and its policy evaluated. Returns the wall time."""
+    from choicebc.sim.cpu import CpuBatchedEnv
+
+    schedule = EpisodeSchedule(seed, limit=log.returns.shape[0])
+    sizes = (math.ceil(n / 2), n // 2)
+    halves = [CpuBatchedEnv(env_id, size, seed, schedule=schedule, **kwargs) for size in sizes]
+    try:
+        start = time.perf_counter()
+        obs, running, running_seeds = [], [], []
+        for half in halves:
+            o, info = half.reset()
+            obs.append(o)
+            running.append(info["episode_index"])
+            running_seeds.append(info["episode_seed"])
+        actions = [_act_active(act, obs[0], halves[0]), None]
+        halves[0].step_async(actions[0])
+        in_flight = [True, False]
+        actions[1] = _act_active(act, obs[1], halves[1])
+        while not log.complete:
+            progressed = False
+            for h in (0, 1):
+                other = 1 - h
+                if in_flight[h]:
+                    halves[h].wait_physics()
+                if not in_flight[other] and halves[other].active.any():
+                    halves[other].step_async(actions[other])
+                    in_flight[other] = True
+                if not in_flight[h]:
+                    continue
+                obs[h], _, terminated, truncated, info = halves[h].step_wait()
+                in_flight[h] = False
+                progressed = True
+                log.record(running[h], running_seeds[h], terminated | truncated, info)
+                running[h], running_seeds[h] = info["episode_index"], info["episode_seed"]
+                if log.complete:
+                    break
+                if info["active"].any():
+                    actions[h] = _act_active(act, obs[h], halves[h])
+            if not progressed and not log.complete:
+                raise RuntimeError("evaluation stalled: no slot is running an episode")
+        return time.perf_counter() - start
+    finally:
+        for half in halves:
+            half.close()
+
+
+def _act_active(act: PolicyFn, obs: np.ndarray, env: Any) -> np.ndarray:
+    """Actions for every slot; the policy sees only the active ones (zeros elsewhere)."""
+    active = env.active
+    if active.all():
+        return act(obs)
+    actions = np.zeros((env.num_envs, env.act_dim), np.float32)
+    if active.any():
+        actions[active] = act(obs[active])
+    return actions
+
+
+# ---------------------------------------------------------------------- CLI: choicebc evaluate
+@dataclasses.dataclass
+class EvaluateConfig:
+    """``choicebc evaluate``: roll a policy out in the batched simulator."""
+
+    policy: str | None = None
+    """BC policy folder written by `choicebc train` (config.json + model.safetensors)"""
+    expert: str | None = None
+    """evaluate the shipped expert of this env id instead of --policy"""
+    env_id: str | None = None
+    """task id (default: the one the policy was trained on)"""
+    episodes: int = 100
+    """evaluation episodes, each with its own seed"""
+    num_envs: int = 100
+    """parallel simulations"""
+    seed: int = 0
+    """evaluation seed"""
+    backend: str = "auto"
+    """auto, cpu, gpu or gym"""
+    json: str | None = None
+    """also write the result (per-episode returns included) to this JSON file"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from choicebc.cli import add_dataclass_arguments
+
+    add_dataclass_arguments(parser, EvaluateConfig)
+
+
+def load_policy(cfg: EvaluateConfig) -> tuple[Any, str]:
+    """The policy and env id that ``cfg`` names.
+
+    Raises:
+        ValueError: neither or both of ``policy`` and ``expert`` are given.
+    """
+    if (cfg.policy is None) == (cfg.expert is None):
+        raise ValueError("give exactly one of --policy DIR and --expert ENV_ID")
+    if cfg.expert is not None:
+        from choicebc.envs import POINT_REACH_ID, PointReachExpert
+
+        if cfg.expert == POINT_REACH_ID:
+            return PointReachExpert(), cfg.expert
+        from choicebc.experts import load_expert
+
+        return load_expert(cfg.expert), cfg.expert
+    from choicebc.policy import BCPolicy
+
+    policy = BCPolicy.load(cfg.policy, env_id=cfg.env_id)
+    env_id = cfg.env_id or policy.env_id
+    if env_id is None:
+        raise ValueError(f"{cfg.policy} does not record its env id: pass --env-id")
+    return policy, env_id
+
+
+def run(args: argparse.Namespace) -> int:
+    from choicebc.cli import dataclass_from_args
+
+    cfg = dataclass_from_args(EvaluateConfig, args)
+    try:
+        policy, env_id = load_policy(cfg)
+    except ValueError as exc:  # includes PolicyLoadError and ExpertLoadError
+        print(f"choicebc evaluate: {exc}", file=sys.stderr)
+        return 2
+    result = evaluate(
+        policy, env_id, cfg.episodes, cfg.num_envs, seed=cfg.seed, backend=cfg.backend
+    )
+    print(result)
+    if cfg.json:
+        path = Path(cfg.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result.as_dict(), indent=2) + "\n")
+        print(f"wrote {path}")
+    return 0

@@ -1,0 +1,164 @@
+"""cb.evaluate: exactly `episodes` seeded episodes, no short-episode bias, any policy type."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import choicebc as cb
+from choicebc import evaluation
+from choicebc.evaluation import EvalResult, evaluate
+from choicebc.sim import ActionError, UnknownEnvError, episode_seed
+
+
+def rowwise_policy(obs: np.ndarray) -> np.ndarray:
+    """Deterministic and row-independent, so results cannot depend on batch composition."""
+    return np.tanh(0.8 * obs[:, :3] + 0.2).astype(np.float32)
+
+
+def gymnasium_return(env_id: str, seed: int, policy) -> tuple[float, int]:
+    """The reference: one gymnasium episode from ``reset(seed=seed)``."""
+    env = gym.make(env_id)
+    obs, _ = env.reset(seed=seed)
+    total, steps, done = 0.0, 0, False
+    while not done:
+        obs, reward, terminated, truncated, _ = env.step(policy(obs[None].astype(np.float32))[0])
+        total += reward
+        steps += 1
+        done = terminated or truncated
+    env.close()
+    return total, steps
+
+
+def test_runs_exactly_the_seeded_episodes_in_order():
+    res = evaluate(rowwise_policy, "Hopper-v5", episodes=7, num_envs=3, seed=5, backend="cpu")
+    assert res.returns.shape == res.lengths.shape == res.seeds.shape == (7,)
+    assert res.seeds.tolist() == [episode_seed(5, j) for j in range(7)]
+    for j in (0, 4, 6):  # each episode j is gymnasium's episode from seed episode_seed(5, j)
+        ret, length = gymnasium_return("Hopper-v5", int(res.seeds[j]), rowwise_policy)
+        assert res.returns[j] == pytest.approx(ret, rel=1e-9, abs=1e-6)
+        assert res.lengths[j] == length
+    assert res.lengths.min() < res.lengths.max()  # lengths differ: bias would be possible
+    assert res.steps_per_second == pytest.approx(res.lengths.sum() / res.wall_time)
+
+
+@pytest.mark.parametrize(
+    ("num_envs", "backend", "pipeline"),
+    [(1, "cpu", True), (2, "cpu", True), (5, "cpu", False), (9, "cpu", True), (4, "gym", True)],
+)
+def test_results_do_not_depend_on_num_envs_or_backend(num_envs, backend, pipeline):
+    """A vectorised evaluator biased toward short episodes would change with num_envs."""
+
+    def policy(obs):
+        return np.tanh(0.5 * obs[:, :6] - 0.1).astype(np.float32)
+
+    ref = evaluate(policy, "Walker2d-v5", episodes=9, num_envs=3, seed=1, backend="cpu")
+    res = evaluate(
+        policy,
+        "Walker2d-v5",
+        episodes=9,
+        num_envs=num_envs,
+        seed=1,
+        backend=backend,
+        pipeline=pipeline,
+    )
+    np.testing.assert_allclose(res.returns, ref.returns, rtol=1e-9, atol=1e-6)
+    np.testing.assert_array_equal(res.lengths, ref.lengths)
+    assert res.backend == backend and res.num_envs == min(num_envs, 9)
+
+
+def test_torch_module_policy_keeps_its_mode_and_the_thread_count():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(11, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
+    net.train()
+    threads = torch.get_num_threads()
+    res = evaluate(net, "Hopper-v5", episodes=4, num_envs=2, seed=0)
+    assert net.training and torch.get_num_threads() == threads
+    with torch.no_grad():
+
+        def same_net(obs):
+            return net(torch.from_numpy(obs)).numpy()
+
+        ref = evaluate(same_net, "Hopper-v5", episodes=4, num_envs=2, seed=0)
+    np.testing.assert_allclose(res.returns, ref.returns, rtol=1e-6)
+
+
+def test_bc_policy_plugs_in():
+    from choicebc.policy import BCPolicy
+
+    torch.manual_seed(0)
+    policy = BCPolicy(17, 6, head="mse", hidden=(32,), env_id="HalfCheetah-v5")
+    res = cb.evaluate(policy, "HalfCheetah-v5", episodes=2, num_envs=2, seed=0)
+    assert res.lengths.tolist() == [1000, 1000]
+    assert np.isfinite(res.returns).all()
+
+
+def test_bad_inputs_are_clear_errors():
+    with pytest.raises(ValueError, match="episodes must be an integer >= 1"):
+        evaluate(rowwise_policy, "Hopper-v5", episodes=0)
+    with pytest.raises(ValueError, match="num_envs must be an integer >= 1"):
+        evaluate(rowwise_policy, "Hopper-v5", episodes=3, num_envs=0)
+    with pytest.raises(UnknownEnvError, match="Known ids"):
+        evaluate(rowwise_policy, "Hoper-v5", episodes=3)
+    with pytest.raises(TypeError, match="callable"):
+        evaluate("not a policy", "Hopper-v5", episodes=3)
+    with pytest.raises(ActionError, match=r"shape \(\d+, 3\), got \(\d+, 2\)"):
+        evaluate(lambda obs: obs[:, :2], "Hopper-v5", episodes=2, num_envs=2)
+    with pytest.raises(ActionError, match="NaN"):
+        evaluate(lambda obs: np.full((len(obs), 3), np.nan), "Hopper-v5", episodes=2)
+
+
+def _result(returns, reference) -> EvalResult:
+    n = len(returns)
+    return EvalResult(
+        env_id="Hopper-v5",
+        returns=np.asarray(returns, float),
+        lengths=np.full(n, 10),
+        seeds=np.arange(n),
+        unstable=np.zeros(n, bool),
+        steps_per_second=1.0,
+        wall_time=1.0,
+        backend="cpu",
+        num_envs=1,
+        seed=0,
+        reference=reference,
+    )
+
+
+def test_normalized_score_uses_the_reference_returns():
+    res = _result([40.0, 80.0], reference=(-20.0, 180.0))
+    assert res.mean_return == 60.0 and res.std_return == 20.0
+    assert res.normalized_score == pytest.approx(40.0)  # (60 + 20) / (180 + 20) * 100
+    assert _result([1.0], reference=None).normalized_score is None
+    assert json.loads(json.dumps(res.as_dict()))["normalized_score"] == pytest.approx(40.0)
+    assert "normalized score 40.0" in str(res)
+
+
+def cli_main(argv: list[str]) -> int:
+    """``choicebc evaluate ...`` through this module's own parser."""
+    parser = argparse.ArgumentParser()
+    evaluation.add_arguments(parser)
+    return evaluation.run(parser.parse_args(argv[1:]))
+
+
+def test_cli_evaluates_a_saved_policy_and_an_expert(tmp_path, capsys):
+    from choicebc.policy import BCPolicy
+
+    folder = BCPolicy(2, 2, head="mse", hidden=(8,), env_id="choicebc/PointReach-v0").save(
+        tmp_path / "policy"
+    )
+    out = tmp_path / "res.json"
+    argv = ["evaluate", "--policy", str(folder), "--episodes", "3", "--num-envs", "2"]
+    assert cli_main([*argv, "--json", str(out)]) == 0
+    saved = json.loads(out.read_text())
+    assert saved["env_id"] == "choicebc/PointReach-v0" and len(saved["returns"]) == 3
+    argv = ["evaluate", "--expert", "choicebc/PointReach-v0", "--episodes", "4", "--num-envs", "4"]
+    assert cli_main(argv) == 0
+    assert "choicebc/PointReach-v0: return" in capsys.readouterr().out
+    assert cli_main(["evaluate"]) == 2
+    assert "exactly one of --policy" in capsys.readouterr().err
