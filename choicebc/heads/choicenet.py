@@ -36,9 +36,9 @@ class ChoiceNetHead(Head):
         kl_weight: weight of KL(softmax(rho) || pi) (eq. (8)), default 1e-3.
         sigma_z: std of the auxiliary matrix Z (eq. (5)); must be > 0. It sets the sampling
             noise of mu_k: std = sqrt(1 - rho_k^2) * sigma_z * ||h|| (default 1e-2).
-        sigma_w_init: initial std of W_* ~ N(mu_*, sigma_W^2). It cancels in eq. (5) (only
-            W - mu_W enters, scaled by sigma_Z / sigma_W), so it is kept for fidelity and
-            receives no gradient in effect (default 1e-2).
+        sigma_w_init: std of W_* ~ N(mu_*, sigma_W^2) for ``sampling="sample"``. It cancels in
+            eq. (5) (only W - mu_W = sigma_W eps enters, times sigma_Z / sigma_W), so its
+            gradient is exactly zero and it is a fixed buffer, not a parameter (default 1e-2).
         sampling: how mu_k is drawn while training: ``"closed_form"`` (default; local
             reparameterisation: mu_k ~ N(rho_k mu_* h, (1 - rho_k^2) h^2 sigma_Z^2) per
             example), ``"sample"`` (one W_*, Z draw per batch through eq. (5)), or ``"mean"``
@@ -62,8 +62,10 @@ class ChoiceNetHead(Head):
     ) -> None:
         if n_mixtures < 2:
             raise ValueError(f"ChoiceNet needs n_mixtures >= 2 (target + others), got {n_mixtures}")
-        if sigma_z <= 0 or tau_inv <= 0:
-            raise ValueError("sigma_z and tau_inv must be > 0")
+        if min(sigma_z, tau_inv, sigma_w_init) <= 0:
+            raise ValueError("sigma_z, tau_inv and sigma_w_init must be > 0")
+        if min(lambda1, lambda2, kl_weight) < 0:
+            raise ValueError("lambda1, lambda2 and kl_weight must be >= 0")
         if sampling not in SAMPLING_MODES:
             raise ValueError(f"sampling must be one of {SAMPLING_MODES}, got {sampling!r}")
         super().__init__(
@@ -84,7 +86,9 @@ class ChoiceNetHead(Head):
         q, d = in_features, out_features
         bound = 1.0 / math.sqrt(q)
         self.mu_w = torch.nn.Parameter(torch.empty(q, d).uniform_(-bound, bound))  # mu_*
-        self.log_sigma_w = torch.nn.Parameter(torch.full((q, d), math.log(sigma_w_init)))
+        # Sigma_* cancels in eq. (5) (only W - mu_* = sigma_W eps enters, times sigma_Z / sigma_W),
+        # so a trainable log sigma_W would get an exactly-zero gradient: keep it as a buffer.
+        self.register_buffer("log_sigma_w", torch.full((q, d), math.log(sigma_w_init)))
         self.rho_layer = torch.nn.Linear(q, n_mixtures - 1)  # W_{h->rho}
         self.pi_layer = torch.nn.Linear(q, n_mixtures)  # W_{h->pi}
         self.sigma0_layer = torch.nn.Linear(q, d)  # W_{h->Sigma_0}
@@ -95,6 +99,11 @@ class ChoiceNetHead(Head):
         return torch.cat([torch.ones_like(rest[:, :1]), rest], dim=1)
 
     def forward(self, h: Tensor) -> Mixture:
+        """Mixture for features ``h (N, Q)``: ``log_pi, rho (N, K)``, ``mu, var (N, K, D)``.
+
+        ``mu[:, 0]`` is exactly ``mu_* h`` in every mode (rho_1 = 1 leaves no noise); the other
+        means are drawn as ``sampling`` says while training and are ``rho_k mu_* h`` in eval.
+        """
         rho = self.correlations(h)  # (N, K)
         log_pi = torch.log_softmax(self.pi_layer(h), dim=-1)
         log_sigma0 = self.sigma0_layer(h).clamp(*LOG_SIGMA0_RANGE)
@@ -103,16 +112,19 @@ class ChoiceNetHead(Head):
         sigma_z = torch.full_like(self.mu_w, self.sigma_z)
         mode = self.sampling if self.training else "mean"
         if mode == "sample":
-            mu = self._sampled_means(h, rho, sigma_z)
+            others = self._sampled_means(h, rho[:, 1:], sigma_z)
         else:
-            mean, mean_var = correlated_mean_moments(h, rho, self.mu_w, sigma_z)
-            mu = mean
-            if mode == "closed_form":
-                mu = mean + mean_var.sqrt() * torch.randn_like(mean)
+            mean, mean_var = correlated_mean_moments(h, rho[:, 1:], self.mu_w, sigma_z)
+            others = mean
+            if mode == "closed_form":  # local reparameterisation of mu_k = W~_k h
+                others = mean + mean_var.sqrt() * torch.randn_like(mean)
+        target = (h @ self.mu_w).unsqueeze(1)  # mu_1 = mu_* h  (rho_1 = 1)
+        mu = torch.cat([target, others], dim=1)
         return Mixture(log_pi=log_pi, mu=mu, var=var.clamp_min(VAR_FLOOR), rho=rho)
 
     def _sampled_means(self, h: Tensor, rho: Tensor, sigma_z: Tensor) -> Tensor:
-        """mu_k = W~_k h with one (W_*, Z) draw per batch pushed through eq. (5).
+        """``(N, K', D)`` mu_k = W~_k h for correlations ``rho (N, K')``, one (W_*, Z) draw per
+        batch pushed through eq. (5).
 
         rho varies per example, so W~_k does too; since eq. (5) is affine in (W, Z) for a
         fixed rho, ``W~_k h`` is assembled from ``mu_* h``, ``(W - mu_*) h`` and ``Z h``
@@ -121,7 +133,7 @@ class ChoiceNetHead(Head):
         sigma_w = self.log_sigma_w.exp()
         w = self.mu_w + sigma_w * torch.randn_like(self.mu_w)  # W_* ~ N(mu_*, sigma_W^2)
         z = sigma_z * torch.randn_like(self.mu_w)  # Z ~ N(0, sigma_Z^2)
-        r = rho.unsqueeze(-1)  # (N, K, 1)
+        r = rho.unsqueeze(-1)  # (N, K', 1)
         basis = torch.stack([h @ self.mu_w, h @ ((sigma_z / sigma_w) * (w - self.mu_w)), h @ z])
         # eq. (5) with mu_w -> mu_* h, (w - mu) sigma_z / sigma_w -> basis[1], z -> basis[2]
         return cholesky_transform(
