@@ -1,0 +1,145 @@
+"""ChoiceNetRegressor / HeadRegressor: sklearn conventions, input validation, determinism."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+
+import choicebc as cb
+from choicebc.regressor import ChoiceNetRegressor, HeadRegressor
+
+FAST = dict(hidden_sizes=(32, 32), steps=150, batch_size=64, progress=False)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Small nets on a shared 2-core machine: one thread avoids oversubscription stalls."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def toy(n: int = 200, d: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d))
+    return x, x @ np.arange(1, d + 1) + 0.05 * rng.normal(size=n)
+
+
+def test_exported_from_the_package():
+    assert cb.ChoiceNetRegressor is ChoiceNetRegressor
+    assert cb.HeadRegressor is HeadRegressor
+
+
+@pytest.mark.parametrize("y_2d", [False, True])
+def test_fit_predict_shapes_follow_y(y_2d):
+    x, y = toy()
+    if y_2d:
+        y = np.stack([y, -y], axis=1)
+    reg = ChoiceNetRegressor(n_mixtures=3, **FAST).fit(x, y)
+    assert reg.predict(x[:7]).shape == ((7, 2) if y_2d else (7,))
+    rho = reg.correlations(x[:7])
+    assert rho.shape == (7, 3) and np.all(rho[:, 0] == 1.0) and np.all(np.abs(rho) <= 1)
+    pi = reg.mixture_weights(x[:7])
+    assert pi.shape == (7, 3) and np.allclose(pi.sum(1), 1.0)
+    q = reg.data_quality(x[:7], y[:7])
+    assert q.shape == (7,) and np.all((q >= 0) & (q <= 1))
+
+
+@pytest.mark.parametrize("head", ["mse", "l1", "robust", "mdn", "choicenet"])
+def test_every_head_learns_a_linear_map(head):
+    x, y = toy(400)
+    reg = HeadRegressor(head=head, **{**FAST, "steps": 400}).fit(x, y)
+    assert reg.score(x, y) > 0.9  # R^2 from RegressorMixin; a constant predictor scores 0
+
+
+def test_same_seed_same_fit_and_global_rng_untouched():
+    x, y = toy()
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a = ChoiceNetRegressor(seed=4, **FAST).fit(x, y)
+    assert torch.rand(1) == before  # fit forks the RNG
+    b = ChoiceNetRegressor(seed=4, **FAST).fit(x, y)
+    c = ChoiceNetRegressor(seed=5, **FAST).fit(x, y)
+    assert np.array_equal(a.predict(x), b.predict(x))
+    assert np.array_equal(a.correlations(x), b.correlations(x))
+    assert not np.array_equal(a.predict(x), c.predict(x))
+
+
+def test_get_set_params_and_clone():
+    reg = ChoiceNetRegressor(kl_weight=0.5, n_mixtures=4, **FAST)
+    params = reg.get_params()
+    assert params["kl_weight"] == 0.5 and params["n_mixtures"] == 4 and params["steps"] == 150
+    reg.set_params(tau_inv=0.2, seed=9)
+    assert reg.tau_inv == 0.2 and reg.seed == 9
+    twin = clone(reg)
+    assert twin.get_params() == reg.get_params() and not hasattr(twin, "model_")
+    x, y = toy()
+    assert twin.fit(x, y).model_.head.config()["tau_inv"] == 0.2
+
+
+def test_pickle_round_trip_predicts_identically():
+    x, y = toy()
+    reg = ChoiceNetRegressor(**FAST).fit(x, y)
+    again = pickle.loads(pickle.dumps(reg))
+    assert np.array_equal(reg.predict(x), again.predict(x))
+
+
+BAD_FIT = {
+    "nan in X": (lambda x, y: (np.where(np.eye(*x.shape) > 0, np.nan, x), y), "NaN"),
+    "inf in y": (lambda x, y: (x, np.r_[np.inf, y[1:]]), "NaN/inf"),
+    "1-D X": (lambda x, y: (x[:, 0], y), "2-D"),
+    "3-D y": (lambda x, y: (x, y[:, None, None]), "1-D or 2-D"),
+    "empty": (lambda x, y: (x[:0], y[:0]), "empty"),
+    "mismatched lengths": (lambda x, y: (x, y[:-1]), "different lengths"),
+    "strings": (lambda x, y: (x.astype(str).astype(object) + "a", y), "numeric"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FIT))
+def test_bad_fit_input_raises_value_error(case):
+    make_bad, message = BAD_FIT[case]
+    x, y = make_bad(*toy(20))
+    with pytest.raises(ValueError, match=message):
+        ChoiceNetRegressor(**FAST).fit(x, y)
+
+
+def test_bad_predict_input_raises_value_error():
+    x, y = toy()
+    with pytest.raises(ValueError, match="not fitted"):
+        ChoiceNetRegressor(**FAST).predict(x)
+    reg = ChoiceNetRegressor(**FAST).fit(x, y)
+    with pytest.raises(ValueError, match="features"):
+        reg.predict(x[:, :2])
+    with pytest.raises(ValueError, match="NaN"):
+        reg.predict(np.full((2, 3), np.nan))
+    with pytest.raises(ValueError, match="empty"):
+        reg.predict(np.zeros((0, 3)))
+    with pytest.raises(ValueError, match="different lengths"):
+        reg.data_quality(x, y[:-1])
+    with pytest.raises(ValueError, match="outputs"):
+        reg.data_quality(x, np.stack([y, y], 1))
+
+
+def test_choicenet_ignores_outliers_that_pull_the_l2_fit():
+    """40 % of targets replaced by +3: the L2 fit shifts by ~1.2, ChoiceNet's mu_1 does not."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, size=(600, 1))
+    f = np.sin(2 * x[:, 0])
+    y = f + 0.05 * rng.normal(size=600)
+    outlier = rng.random(600) < 0.4
+    y[outlier] = 3.0 + 0.3 * rng.normal(size=outlier.sum())
+    common = dict(hidden_sizes=(32, 32), steps=800, progress=False)
+    cn = ChoiceNetRegressor(**common).fit(x, y)
+    l2 = HeadRegressor(head="mse", **common).fit(x, y)
+    cn_err = np.abs(cn.predict(x) - f).mean()
+    l2_err = np.abs(l2.predict(x) - f).mean()
+    assert l2_err > 0.8
+    assert cn_err < 0.15
+    quality = cn.data_quality(x, y)
+    assert quality[~outlier].mean() > 0.8 > 0.2 > quality[outlier].mean()
