@@ -6,12 +6,15 @@ Public API (see README): ``import choicebc as cb``.
 from choicebc.evaluation import EvalResult, evaluate
 from choicebc.experts import load_expert, reference_returns
 from choicebc.policy import BCPolicy
+from choicebc.regressor import ChoiceNetRegressor, HeadRegressor
 from choicebc.sim import BatchedEnv, make_batched
 from choicebc.train import TrainConfig, train_bc
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ChoiceNetRegressor",
+    "HeadRegressor",
     "BCPolicy",
     "TrainConfig",
     "train_bc",
