@@ -3,6 +3,11 @@
 Resumable: a run folder holds ``checkpoint.zip`` + ``replay_buffer.pkl`` (SB3's own format, our
 own files, only read back by this trainer), ``progress.csv``, and ``best/`` — the exported
 inference-only expert (safetensors + JSON card) with the best periodic evaluation so far.
+
+``objective="minimize"`` trains a saboteur instead (an adversary, see
+:mod:`choicebc.adversaries`): the learner sees the negated reward (:class:`NegatedReward`), the
+evaluations still report the task's own return, and ``best/`` keeps the *lowest* one. Such runs
+live in ``OUT_DIR/ENV_ID-minimize`` and their card says ``"objective": "minimize"``.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from tqdm.auto import tqdm
 from choicebc.experts.policy import ExpertPolicy, MLPActor
 
 ALGOS = ("sac", "ppo")
+OBJECTIVES = ("maximize", "minimize")
 
 
 @dataclass
@@ -47,9 +53,20 @@ class ExpertTrainConfig:
     """actor and critic hidden layers"""
     torch_threads: int = 1
     """torch threads (1 lets two trainings share a 2-core machine)"""
+    objective: str = "maximize"
+    """maximize the task reward (an expert) or minimize it (a saboteur adversary)"""
+
+
+class NegatedReward(gym.RewardWrapper):
+    """The env with its reward negated: maximising it minimises the task reward."""
+
+    def reward(self, reward):
+        return -reward
 
 
 def run_dir(cfg: ExpertTrainConfig) -> Path:
+    if cfg.objective == "minimize":  # never resume an expert's checkpoint as a saboteur
+        return Path(cfg.out_dir) / f"{cfg.env_id}-minimize"
     return Path(cfg.out_dir) / cfg.env_id
 
 
@@ -93,6 +110,8 @@ def export_actor(model, env: gym.Env, cfg: ExpertTrainConfig, extra: dict) -> Ex
         },
         **extra,
     }
+    if cfg.objective != "maximize":  # experts' cards keep their original fields
+        card["objective"] = cfg.objective
     return ExpertPolicy(actor.eval(), card)
 
 
@@ -120,10 +139,15 @@ def train_expert(cfg: ExpertTrainConfig, progress: bool = True) -> ExpertPolicy:
 
     if cfg.algo not in ALGOS:
         raise ValueError(f"unknown algo {cfg.algo!r}; choose one of {ALGOS}")
+    if cfg.objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {cfg.objective!r}; choose one of {OBJECTIVES}")
+    sign = 1.0 if cfg.objective == "maximize" else -1.0  # best/ keeps the highest sign * return
     torch.set_num_threads(cfg.torch_threads)
     folder = run_dir(cfg)
     folder.mkdir(parents=True, exist_ok=True)
     env = gym.make(cfg.env_id)
+    if sign < 0:
+        env = NegatedReward(env)
     ckpt, buffer = folder / "checkpoint.zip", folder / "replay_buffer.pkl"
     algo_cls = SAC if cfg.algo == "sac" else PPO
     if ckpt.exists():
@@ -139,7 +163,7 @@ def train_expert(cfg: ExpertTrainConfig, progress: bool = True) -> ExpertPolicy:
     best_card = best_path / "card.json"
     best_return = -np.inf
     if best_card.exists():
-        best_return = ExpertPolicy.load(best_path).card["train_eval_mean_return"]
+        best_return = sign * ExpertPolicy.load(best_path).card["train_eval_mean_return"]
 
     class Checkpointing(BaseCallback):
         def _on_training_start(self) -> None:
@@ -176,10 +200,10 @@ def train_expert(cfg: ExpertTrainConfig, progress: bool = True) -> ExpertPolicy:
                     if new:
                         w.writerow(["step", "eval_mean_return", "eval_std_return", "steps_per_s"])
                     w.writerow([step, f"{rets.mean():.1f}", f"{rets.std():.1f}", f"{sps:.1f}"])
-                if rets.mean() > best_return:
-                    best_return = float(rets.mean())
+                if sign * rets.mean() > best_return:
+                    best_return = float(sign * rets.mean())
                     policy.save(best_path)
-                self.bar.set_postfix(ret=f"{rets.mean():.0f}", best=f"{best_return:.0f}")
+                self.bar.set_postfix(ret=f"{rets.mean():.0f}", best=f"{sign * best_return:.0f}")
                 policy.save(folder / "last")
             return True
 
@@ -189,5 +213,8 @@ def train_expert(cfg: ExpertTrainConfig, progress: bool = True) -> ExpertPolicy:
     remaining = cfg.total_steps - model.num_timesteps
     if remaining > 0:
         model.learn(remaining, callback=Checkpointing(), reset_num_timesteps=False)
-    (folder / "config.json").write_text(str(asdict(cfg)))
+    fields = asdict(cfg)
+    if cfg.objective == "maximize":  # experts' config.json keeps its original keys
+        del fields["objective"]
+    (folder / "config.json").write_text(str(fields))
     return ExpertPolicy.load(best_path)

@@ -1,0 +1,345 @@
+"""Adversarial demonstrators: what gets mixed into the expert's demonstrations.
+
+Every adversary is a batched callable ``obs (N, obs_dim) float32 -> actions (N, act_dim)
+float32``, like the expert, and each stands for a failure seen in real demonstration data:
+
+* ``flipped`` — ``-expert(obs)``: the paper's negatively correlated demonstrator (rho = -1). In
+  practice: a teleoperation axis wired or calibrated with the wrong sign, a mirrored camera or
+  joystick frame, a left/right joint-order swap between the logging and the robot.
+* ``random`` — uniform in the action box, independent of the state (rho = 0): an operator who
+  lets go of the controls, a dropped teleop link whose receiver logs stale or garbage commands,
+  a logging bug pairing actions with the wrong timestamps.
+* ``noisy`` — ``clip(expert(obs) + N(0, sigma^2))``: the right intent, executed imprecisely; a
+  shaky hand, a coarse input device, a low-gain teleop interface.
+* ``saboteur`` — an SB3 policy trained to *minimise* the task reward: competent, consistent and
+  state-dependent, but aimed elsewhere. It stands for a demonstrator optimising a different
+  objective (a misunderstood task, a conflicting incentive) or deliberate data poisoning; the
+  hardest case, since its actions are as smooth and self-consistent as the expert's.
+
+Adversaries derived from the expert (``flipped``, ``noisy``) can reuse the expert's actions that
+the collector has already computed (:meth:`Adversary.from_expert_actions`), so mixing costs one
+policy forward pass per step. Stochastic adversaries own a seeded generator;
+:func:`choicebc.collect` reseeds them from its own seed so the same seed gives the same file.
+"""
+
+from __future__ import annotations
+
+import difflib
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from choicebc.envs import get_task
+
+KINDS = ("flipped", "random", "noisy", "saboteur")
+
+
+class UnknownAdversaryError(ValueError):
+    """An adversary kind that :func:`make_adversary` does not know."""
+
+
+class SaboteurNotFoundError(FileNotFoundError):
+    """No saboteur policy is available for the requested env."""
+
+
+class Adversary(ABC):
+    """Base of the built-in adversaries: a batched callable with a description and a seed.
+
+    Attributes:
+        kind: one of :data:`KINDS`.
+        expert: the expert this adversary is derived from (``None`` if independent of it).
+    """
+
+    kind: str = ""
+    expert: Any = None
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        """``obs (N, obs_dim) float32 -> actions (N, act_dim) float32``."""
+        obs = np.asarray(obs, dtype=np.float32)
+        expert_actions = None if self.expert is None else np.asarray(self.expert(obs), np.float32)
+        return self.from_expert_actions(obs, expert_actions)
+
+    @abstractmethod
+    def from_expert_actions(self, obs: np.ndarray, expert_actions: np.ndarray | None) -> np.ndarray:
+        """Actions for ``obs (N, obs_dim)`` given the expert's ``(N, act_dim)`` actions for them.
+
+        The collector calls this with the expert actions it already computed; adversaries that
+        do not depend on the expert ignore them (``None`` is accepted then).
+        """
+
+    def reseed(self, seed: int | None) -> None:  # noqa: B027 (deterministic ones keep it empty)
+        """Reset the adversary's random generator (deterministic adversaries: nothing to do)."""
+
+    @property
+    def description(self) -> str:
+        """One line recorded in DemoSet files."""
+        return repr(self)
+
+
+class FlippedAdversary(Adversary):
+    """``-expert(obs)``: the negatively correlated demonstrator (rho = -1).
+
+    Stands for a sign error between the operator's intent and the logged command (an inverted
+    teleop axis, a mirrored frame). With a box symmetric about 0, as in the MuJoCo tasks, the
+    flipped action stays in the box; otherwise the simulator clips it.
+    """
+
+    kind = "flipped"
+
+    def __init__(self, expert: Any) -> None:
+        self.expert = expert
+
+    def from_expert_actions(self, obs: np.ndarray, expert_actions: np.ndarray | None) -> np.ndarray:
+        if expert_actions is None:
+            expert_actions = np.asarray(self.expert(obs), np.float32)
+        return np.negative(expert_actions, dtype=np.float32)
+
+    def __repr__(self) -> str:
+        return f"FlippedAdversary(expert={_describe(self.expert)})"
+
+
+class RandomAdversary(Adversary):
+    """Uniform actions in the box, ignoring the state (rho = 0).
+
+    Stands for an operator who is not driving: dropped controls, a dead teleop link logging
+    garbage, or actions paired with the wrong observations.
+
+    Args:
+        low, high: ``(act_dim,)`` action box.
+        seed: seed of the generator (``reseed`` changes it).
+    """
+
+    kind = "random"
+
+    def __init__(self, low: np.ndarray, high: np.ndarray, seed: int | None = 0) -> None:
+        self.low = np.asarray(low, dtype=np.float32).reshape(-1)
+        self.high = np.asarray(high, dtype=np.float32).reshape(-1)
+        if self.low.shape != self.high.shape or not (self.low <= self.high).all():
+            raise ValueError(f"need low <= high of one shape, got {self.low} and {self.high}")
+        self.reseed(seed)
+
+    @property
+    def act_dim(self) -> int:
+        return int(self.low.shape[0])
+
+    def reseed(self, seed: int | None) -> None:
+        self.seed = seed
+        self._rng = np.random.default_rng(seed)
+
+    def from_expert_actions(self, obs: np.ndarray, expert_actions: np.ndarray | None) -> np.ndarray:
+        n = np.asarray(obs).shape[0]
+        return self._rng.uniform(self.low, self.high, size=(n, self.low.shape[0])).astype(
+            np.float32
+        )
+
+    def __repr__(self) -> str:
+        return f"RandomAdversary(act_dim={self.low.shape[0]})"
+
+
+class NoisyAdversary(Adversary):
+    """``clip(expert(obs) + N(0, sigma^2 I), low, high)``: the right intent, imprecisely.
+
+    Stands for a shaky or coarse operator: correlated with the expert, with a spread that
+    grows with ``sigma`` (in action units; the MuJoCo boxes are ``[-1, 1]``).
+
+    Args:
+        expert: the expert callable.
+        sigma: noise standard deviation, > 0.
+        low, high: ``(act_dim,)`` action box to clip to.
+        seed: seed of the noise generator (``reseed`` changes it).
+    """
+
+    kind = "noisy"
+
+    def __init__(
+        self, expert: Any, sigma: float, low: np.ndarray, high: np.ndarray, seed: int | None = 0
+    ) -> None:
+        if not (np.isfinite(sigma) and sigma > 0):
+            raise ValueError(f"sigma must be a positive number, got {sigma!r}")
+        self.expert = expert
+        self.sigma = float(sigma)
+        self.low = np.asarray(low, dtype=np.float32).reshape(-1)
+        self.high = np.asarray(high, dtype=np.float32).reshape(-1)
+        self.reseed(seed)
+
+    @property
+    def act_dim(self) -> int:
+        return int(self.low.shape[0])
+
+    def reseed(self, seed: int | None) -> None:
+        self.seed = seed
+        self._rng = np.random.default_rng(seed)
+
+    def from_expert_actions(self, obs: np.ndarray, expert_actions: np.ndarray | None) -> np.ndarray:
+        if expert_actions is None:
+            expert_actions = np.asarray(self.expert(obs), np.float32)
+        noise = self._rng.standard_normal(expert_actions.shape) * self.sigma
+        return np.clip(expert_actions + noise, self.low, self.high).astype(np.float32)
+
+    def __repr__(self) -> str:
+        return f"NoisyAdversary(sigma={self.sigma:g}, expert={_describe(self.expert)})"
+
+
+class SaboteurAdversary(Adversary):
+    """A policy trained to minimise the task reward (SB3, exported like an expert).
+
+    Stands for a competent demonstrator pursuing the wrong objective, or data poisoning: its
+    actions are smooth and state-consistent, so nothing but their effect gives them away.
+
+    Args:
+        policy: an :class:`~choicebc.experts.ExpertPolicy` whose card says
+            ``"objective": "minimize"``.
+    """
+
+    kind = "saboteur"
+
+    def __init__(self, policy: Any) -> None:
+        self.policy = policy
+
+    @property
+    def obs_dim(self) -> int:
+        return self.policy.obs_dim
+
+    @property
+    def act_dim(self) -> int:
+        return self.policy.act_dim
+
+    @property
+    def env_id(self) -> str:
+        return self.policy.env_id
+
+    def from_expert_actions(self, obs: np.ndarray, expert_actions: np.ndarray | None) -> np.ndarray:
+        return np.asarray(self.policy(obs), dtype=np.float32)
+
+    def __repr__(self) -> str:
+        card = self.policy.card
+        ret = card.get("expert_mean_return", card.get("train_eval_mean_return"))
+        ret_text = "" if ret is None else f", return {ret:.0f}"
+        return f"SaboteurAdversary({card['env_id']}, {card.get('algo', '?')}{ret_text})"
+
+
+# ---------------------------------------------------------------------- saboteur files
+def saboteur_dir(env_id: str) -> Path:
+    """Folder of the shipped saboteur for ``env_id``: ``demos/saboteurs/<env_id>``."""
+    from choicebc.experts import experts_root
+
+    return experts_root().parent / "saboteurs" / env_id
+
+
+def saboteur_train_command(env_id: str) -> str:
+    return (
+        f"choicebc expert train {env_id} --objective minimize --out-dir runs/saboteurs "
+        f"(then copy runs/saboteurs/{env_id}-minimize/best/ to {saboteur_dir(env_id)})"
+    )
+
+
+def load_saboteur(env_id: str, path: str | Path | None = None) -> SaboteurAdversary:
+    """The saboteur for ``env_id``: the shipped one, or the expert folder at ``path``.
+
+    Raises:
+        SaboteurNotFoundError: none shipped (the message gives the training command).
+        ExpertLoadError: the folder is unreadable, for another env, or trained to maximise.
+    """
+    from choicebc.experts import ExpertLoadError, ExpertPolicy
+
+    folder = Path(path) if path is not None else saboteur_dir(env_id)
+    if not (folder / "card.json").is_file():
+        raise SaboteurNotFoundError(
+            f"no saboteur for {env_id!r} at {folder}. Train one (reward-minimising SB3 policy) "
+            f"with `{saboteur_train_command(env_id)}`, or pass path=<its best/ folder>"
+        )
+    policy = ExpertPolicy.load(folder)
+    if policy.env_id != env_id:
+        raise ExpertLoadError(f"the saboteur in {folder} is for {policy.env_id}, not {env_id}")
+    if policy.card.get("objective") != "minimize":
+        raise ExpertLoadError(
+            f"{folder} holds a reward-maximising expert, not a saboteur: train one with "
+            f"`{saboteur_train_command(env_id)}`"
+        )
+    return SaboteurAdversary(policy)
+
+
+# ---------------------------------------------------------------------- factory
+def make_adversary(kind: str, expert: Any, **kwargs: Any) -> Adversary:
+    """An adversary of ``kind`` for ``expert``.
+
+    Args:
+        kind: ``"flipped"``, ``"random"``, ``"noisy"`` or ``"saboteur"`` (see the module doc for
+            the failure each stands for).
+        expert: the expert callable ``obs (N, obs_dim) -> actions (N, act_dim)``.
+        **kwargs:
+            ``env_id``: the task, used for the action box (``random``, ``noisy``) and to find
+            the saboteur; defaults to ``expert.env_id`` when the expert has one.
+            ``low``, ``high``: the action box, instead of ``env_id``.
+            ``sigma``: noise std of ``noisy``, in action units (default 0.3).
+            ``seed``: generator seed of ``random`` / ``noisy`` (default 0).
+            ``path``: a saboteur folder, instead of the shipped one.
+
+    Raises:
+        UnknownAdversaryError: unknown ``kind`` (the message lists the known ones).
+        TypeError: ``expert`` is not callable, or a keyword does not apply to ``kind``.
+        ValueError: the action box cannot be determined, or ``sigma <= 0``.
+        SaboteurNotFoundError: ``saboteur`` without a shipped or given saboteur.
+    """
+    if kind not in KINDS:
+        close = difflib.get_close_matches(str(kind), KINDS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise UnknownAdversaryError(
+            f"unknown adversary {kind!r}.{hint} Known kinds: {', '.join(KINDS)}"
+        )
+    if not callable(expert):
+        raise TypeError(
+            f"expert must be a callable obs (N, obs_dim) -> actions (N, act_dim), "
+            f"got {type(expert).__name__}"
+        )
+    allowed = {
+        "flipped": {"env_id"},
+        "random": {"env_id", "low", "high", "seed"},
+        "noisy": {"env_id", "low", "high", "seed", "sigma"},
+        "saboteur": {"env_id", "path"},
+    }[kind]
+    unexpected = set(kwargs) - allowed
+    if unexpected:
+        raise TypeError(
+            f"adversary {kind!r} takes {sorted(allowed) or 'no keyword arguments'}, "
+            f"got {sorted(unexpected)}"
+        )
+    if kind == "flipped":
+        return FlippedAdversary(expert)
+    if kind == "saboteur":
+        return load_saboteur(_env_id(expert, kwargs, kind), kwargs.get("path"))
+    low, high = _action_box(expert, kwargs, kind)
+    if kind == "random":
+        return RandomAdversary(low, high, seed=kwargs.get("seed", 0))
+    return NoisyAdversary(expert, kwargs.get("sigma", 0.3), low, high, seed=kwargs.get("seed", 0))
+
+
+def _env_id(expert: Any, kwargs: dict, kind: str) -> str:
+    env_id = kwargs.get("env_id") or getattr(expert, "env_id", None)
+    if env_id is None:
+        raise ValueError(
+            f"adversary {kind!r} needs the task: pass env_id='...' (the expert has no env_id)"
+        )
+    return str(env_id)
+
+
+def _action_box(expert: Any, kwargs: dict, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    if "low" in kwargs or "high" in kwargs:
+        if "low" not in kwargs or "high" not in kwargs:
+            raise ValueError("pass both low= and high= (the action box)")
+        return np.asarray(kwargs["low"], np.float32), np.asarray(kwargs["high"], np.float32)
+    if kwargs.get("env_id") is None and getattr(expert, "env_id", None) is None:
+        raise ValueError(
+            f"adversary {kind!r} needs the action box: pass env_id='...' or low=/high= "
+            "(the expert has no env_id)"
+        )
+    task = get_task(_env_id(expert, kwargs, kind))
+    return task.action_low, task.action_high
+
+
+def _describe(policy: Any) -> str:
+    from choicebc.collect import describe_policy
+
+    return describe_policy(policy)
