@@ -1,0 +1,809 @@
+"""``DemoSet``: demonstrations with ground-truth corruption labels, in one plain HDF5 file.
+
+The file is robomimic-like, so anyone can read it with ``h5py`` alone::
+
+    /                       attrs: format="choicebc.DemoSet", format_version=1
+    /data                   attrs: total (transitions), episodes, env_id, env_version, expert,
+                                   adversary, adversary_kind, ratio, mix, seed, obs_dim, act_dim,
+                                   action_low, action_high, has_labels, *_version (libraries), ...
+    /data/demo_<i>          attrs: num_samples, return, seed, adversary_share, episode_index
+        obs               (T, obs_dim) float32   observation the action was chosen from
+        actions           (T, act_dim) float32   recorded action: the behaviour-cloning target
+        executed_actions  (T, act_dim) float32   action the simulator ran (== actions unless
+                                                 mix="label")
+        rewards           (T,)         float64
+        terminated        (T,)         bool
+        truncated         (T,)         bool
+        is_corrupt        (T,)         bool      ground truth: the adversary produced `actions`
+        final_obs         (obs_dim,)   float32   observation reached by the last step
+
+In memory a :class:`DemoSet` keeps flat arrays (all episodes concatenated, in episode order)
+plus per-episode arrays, so training code reads ``demos.observations`` / ``demos.actions``
+directly. Files are written to a temporary name and renamed: an interrupted write never leaves a
+half-written file under the final name, and an existing file is only replaced with
+``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT = "choicebc.DemoSet"
+FORMAT_VERSION = 1
+
+# per-step datasets of a demo group: name -> (dtype, per-step shape: "obs", "act" or scalar)
+_STEP_FIELDS: dict[str, tuple[type, str]] = {
+    "obs": (np.float32, "obs"),
+    "actions": (np.float32, "act"),
+    "executed_actions": (np.float32, "act"),
+    "rewards": (np.float64, ""),
+    "terminated": (np.bool_, ""),
+    "truncated": (np.bool_, ""),
+    "is_corrupt": (np.bool_, ""),
+}
+
+
+class DemoFileError(ValueError):
+    """A file that is not a readable DemoSet (not HDF5, truncated, or missing required parts)."""
+
+
+class DemoFormatError(ValueError):
+    """Arrays that do not form a consistent DemoSet (mismatched lengths, wrong dims, NaN...)."""
+
+
+@dataclasses.dataclass(eq=False)
+class DemoSet:
+    """Demonstration episodes: flat per-step arrays plus per-episode arrays and file attributes.
+
+    Per step (``M`` transitions in total, episodes concatenated in order):
+
+    Attributes:
+        observations: ``(M, obs_dim) float32`` observation each action was chosen from.
+        actions: ``(M, act_dim) float32`` recorded action (the behaviour-cloning target).
+        executed_actions: ``(M, act_dim) float32`` action the simulator ran; differs from
+            ``actions`` only under ``mix="label"`` (annotation noise).
+        rewards: ``(M,) float64``.
+        terminated: ``(M,) bool`` the task ended the episode at this step.
+        truncated: ``(M,) bool`` the episode was cut at this step (time limit, sim instability,
+            or the collection's transition budget).
+        is_corrupt: ``(M,) bool`` ground truth: the adversary produced the recorded action.
+        episode_lengths: ``(E,) int64``, each >= 1, summing to ``M``.
+        episode_returns: ``(E,) float64`` undiscounted return of each episode.
+        episode_seeds: ``(E,) int64`` the seed each episode was reset with (-1: unknown).
+        final_observations: ``(E, obs_dim) float32`` observation reached by each episode's
+            last step (what Minari stores as the last of ``T + 1`` observations).
+        attrs: file attributes: ``env_id`` (required), and as written by :func:`choicebc.collect`
+            ``env_version``, ``expert``, ``adversary``, ``adversary_kind``, ``ratio``, ``mix``,
+            ``seed``, ``action_low``/``action_high`` (lists), ``has_labels`` and library
+            versions. Values are str, bool, int, float or lists of numbers.
+    """
+
+    observations: np.ndarray
+    actions: np.ndarray
+    executed_actions: np.ndarray
+    rewards: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    is_corrupt: np.ndarray
+    episode_lengths: np.ndarray
+    episode_returns: np.ndarray
+    episode_seeds: np.ndarray
+    final_observations: np.ndarray
+    attrs: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        self.observations = np.ascontiguousarray(self.observations, dtype=np.float32)
+        self.actions = np.ascontiguousarray(self.actions, dtype=np.float32)
+        self.executed_actions = np.ascontiguousarray(self.executed_actions, dtype=np.float32)
+        self.rewards = np.ascontiguousarray(self.rewards, dtype=np.float64)
+        self.terminated = np.ascontiguousarray(self.terminated, dtype=bool)
+        self.truncated = np.ascontiguousarray(self.truncated, dtype=bool)
+        self.is_corrupt = np.ascontiguousarray(self.is_corrupt, dtype=bool)
+        self.episode_lengths = np.ascontiguousarray(self.episode_lengths, dtype=np.int64)
+        self.episode_returns = np.ascontiguousarray(self.episode_returns, dtype=np.float64)
+        self.episode_seeds = np.ascontiguousarray(self.episode_seeds, dtype=np.int64)
+        self.final_observations = np.ascontiguousarray(self.final_observations, dtype=np.float32)
+        self.attrs = dict(self.attrs)
+        self._validate()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_episodes(
+        cls, episodes: Iterable[Mapping[str, Any]], attrs: Mapping[str, Any]
+    ) -> DemoSet:
+        """Build a DemoSet from per-episode arrays (e.g. your own demonstrations).
+
+        Args:
+            episodes: one mapping per episode with ``obs (T, obs_dim)``, ``actions (T, act_dim)``,
+                ``rewards (T,)``, ``terminated (T,)``, ``truncated (T,)``, ``final_obs
+                (obs_dim,)`` and optionally ``is_corrupt (T,)`` (default all False),
+                ``executed_actions`` (default ``actions``), ``seed`` (default -1) and ``return``
+                (default: the rewards summed in step order).
+            attrs: file attributes; must contain ``env_id``.
+
+        Raises:
+            DemoFormatError: inconsistent shapes, an empty episode, or no ``env_id``.
+        """
+        parts: dict[str, list] = {name: [] for name in _STEP_FIELDS}
+        lengths, returns, seeds, finals = [], [], [], []
+        for i, ep in enumerate(episodes):
+            missing = {"obs", "actions", "rewards", "terminated", "truncated", "final_obs"} - set(
+                ep
+            )
+            if missing:
+                raise DemoFormatError(f"episode {i} lacks {sorted(missing)}")
+            rewards = np.asarray(ep["rewards"], dtype=np.float64).reshape(-1)
+            t = rewards.shape[0]
+            if t == 0:
+                raise DemoFormatError(f"episode {i} is empty: every episode needs >= 1 step")
+            parts["obs"].append(np.asarray(ep["obs"], dtype=np.float32))
+            parts["actions"].append(np.asarray(ep["actions"], dtype=np.float32))
+            parts["executed_actions"].append(
+                np.asarray(ep.get("executed_actions", ep["actions"]), dtype=np.float32)
+            )
+            parts["rewards"].append(rewards)
+            parts["terminated"].append(np.asarray(ep["terminated"], dtype=bool))
+            parts["truncated"].append(np.asarray(ep["truncated"], dtype=bool))
+            parts["is_corrupt"].append(np.asarray(ep.get("is_corrupt", np.zeros(t, bool)), bool))
+            lengths.append(t)
+            # default: summed in step order, as the simulator accumulates an episode's return
+            ret = ep.get("return")
+            returns.append(float(np.cumsum(rewards)[-1]) if ret is None else float(ret))
+            seeds.append(int(ep.get("seed", -1)))
+            finals.append(np.asarray(ep["final_obs"], dtype=np.float32))
+        if not lengths:
+            raise DemoFormatError("a DemoSet needs at least one episode")
+        flat = {name: np.concatenate(chunks) for name, chunks in parts.items()}
+        return cls(
+            observations=flat["obs"],
+            actions=flat["actions"],
+            executed_actions=flat["executed_actions"],
+            rewards=flat["rewards"],
+            terminated=flat["terminated"],
+            truncated=flat["truncated"],
+            is_corrupt=flat["is_corrupt"],
+            episode_lengths=np.asarray(lengths),
+            episode_returns=np.asarray(returns),
+            episode_seeds=np.asarray(seeds),
+            final_observations=np.stack(finals),
+            attrs=dict(attrs),
+        )
+
+    def _validate(self) -> None:
+        if "env_id" not in self.attrs:
+            raise DemoFormatError("attrs must contain 'env_id' (the task the demos come from)")
+        for key, value in self.attrs.items():
+            if not _is_attr_value(value):
+                raise DemoFormatError(
+                    f"attribute {key!r} must be str, bool, int, float or a list of numbers, "
+                    f"got {type(value).__name__}"
+                )
+        lengths = self.episode_lengths
+        if lengths.ndim != 1 or lengths.size == 0 or (lengths < 1).any():
+            raise DemoFormatError("episode_lengths must be a non-empty (E,) array of values >= 1")
+        e, m = lengths.shape[0], int(lengths.sum())
+        if self.observations.ndim != 2 or self.observations.shape[0] != m:
+            raise DemoFormatError(
+                f"observations must be (M, obs_dim) with M = sum(episode_lengths) = {m}, "
+                f"got {self.observations.shape}"
+            )
+        if self.actions.ndim != 2 or self.actions.shape[0] != m:
+            raise DemoFormatError(f"actions must be (M={m}, act_dim), got {self.actions.shape}")
+        if self.executed_actions.shape != self.actions.shape:
+            raise DemoFormatError(
+                f"executed_actions {self.executed_actions.shape} must match actions "
+                f"{self.actions.shape}"
+            )
+        for name in ("rewards", "terminated", "truncated", "is_corrupt"):
+            if getattr(self, name).shape != (m,):
+                raise DemoFormatError(f"{name} must be ({m},), got {getattr(self, name).shape}")
+        for name in ("episode_returns", "episode_seeds"):
+            if getattr(self, name).shape != (e,):
+                raise DemoFormatError(f"{name} must be ({e},), got {getattr(self, name).shape}")
+        if self.final_observations.shape != (e, self.obs_dim):
+            raise DemoFormatError(
+                f"final_observations must be ({e}, {self.obs_dim}), "
+                f"got {self.final_observations.shape}"
+            )
+
+    # ------------------------------------------------------------------ views
+    @property
+    def env_id(self) -> str:
+        return str(self.attrs["env_id"])
+
+    @property
+    def obs_dim(self) -> int:
+        return int(self.observations.shape[1])
+
+    @property
+    def act_dim(self) -> int:
+        return int(self.actions.shape[1])
+
+    @property
+    def num_episodes(self) -> int:
+        return int(self.episode_lengths.shape[0])
+
+    @property
+    def num_transitions(self) -> int:
+        return int(self.observations.shape[0])
+
+    def __len__(self) -> int:
+        """Number of transitions ``M``."""
+        return self.num_transitions
+
+    @property
+    def has_labels(self) -> bool:
+        """Whether ``is_corrupt`` is ground truth (False for imported data without labels)."""
+        return bool(self.attrs.get("has_labels", True))
+
+    @property
+    def action_low(self) -> np.ndarray | None:
+        """``(act_dim,) float32`` lower action bound, if recorded."""
+        low = self.attrs.get("action_low")
+        return None if low is None else np.asarray(low, dtype=np.float32)
+
+    @property
+    def action_high(self) -> np.ndarray | None:
+        """``(act_dim,) float32`` upper action bound, if recorded."""
+        high = self.attrs.get("action_high")
+        return None if high is None else np.asarray(high, dtype=np.float32)
+
+    @property
+    def episode_starts(self) -> np.ndarray:
+        """``(E,) int64`` index of each episode's first transition in the flat arrays."""
+        return np.cumsum(self.episode_lengths) - self.episode_lengths
+
+    @property
+    def episode_ids(self) -> np.ndarray:
+        """``(M,) int64`` the episode (0 .. E-1) each transition belongs to."""
+        return np.repeat(np.arange(self.num_episodes, dtype=np.int64), self.episode_lengths)
+
+    @property
+    def timesteps(self) -> np.ndarray:
+        """``(M,) int64`` step index of each transition within its episode."""
+        starts = np.repeat(self.episode_starts, self.episode_lengths)
+        return np.arange(self.num_transitions) - starts
+
+    @property
+    def next_observations(self) -> np.ndarray:
+        """``(M, obs_dim) float32`` observation after each step (``final_observations`` at ends)."""
+        nxt = np.empty_like(self.observations)
+        nxt[:-1] = self.observations[1:]
+        ends = np.cumsum(self.episode_lengths) - 1
+        nxt[ends] = self.final_observations
+        return nxt
+
+    @property
+    def adversary_share(self) -> np.ndarray:
+        """``(E,) float64`` fraction of each episode's recorded actions that are corrupt."""
+        counts = np.add.reduceat(self.is_corrupt.astype(np.int64), self.episode_starts)
+        return counts / self.episode_lengths
+
+    def episode(self, i: int) -> dict[str, Any]:
+        """Episode ``i``'s arrays, keyed as in the file (``obs``, ``actions``, ..., ``seed``)."""
+        if not -self.num_episodes <= i < self.num_episodes:
+            raise IndexError(f"episode {i} out of range: this DemoSet has {self.num_episodes}")
+        i %= self.num_episodes
+        start = int(self.episode_starts[i])
+        rows = slice(start, start + int(self.episode_lengths[i]))
+        return {
+            "obs": self.observations[rows],
+            "actions": self.actions[rows],
+            "executed_actions": self.executed_actions[rows],
+            "rewards": self.rewards[rows],
+            "terminated": self.terminated[rows],
+            "truncated": self.truncated[rows],
+            "is_corrupt": self.is_corrupt[rows],
+            "final_obs": self.final_observations[i],
+            "return": float(self.episode_returns[i]),
+            "seed": int(self.episode_seeds[i]),
+        }
+
+    def episodes(self) -> Iterable[dict[str, Any]]:
+        """Every episode, in order (see :meth:`episode`)."""
+        return (self.episode(i) for i in range(self.num_episodes))
+
+    def equals(self, other: DemoSet) -> bool:
+        """Exact equality: every array (values and dtype) and every attribute."""
+        if not isinstance(other, DemoSet) or _attrs_key(self.attrs) != _attrs_key(other.attrs):
+            return False
+        for f in dataclasses.fields(self):
+            if f.name == "attrs":
+                continue
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            if a.dtype != b.dtype or a.shape != b.shape or not np.array_equal(a, b):
+                return False
+        return True
+
+    def summary(self) -> DemoSummary:
+        """Episodes, transitions, corrupt share and return statistics (``print`` it)."""
+        r = self.episode_returns
+        return DemoSummary(
+            env_id=self.env_id,
+            episodes=self.num_episodes,
+            transitions=self.num_transitions,
+            corrupt_share=float(self.is_corrupt.mean()) if self.has_labels else None,
+            mean_return=float(r.mean()),
+            std_return=float(r.std()),
+            min_return=float(r.min()),
+            max_return=float(r.max()),
+            mean_length=float(self.episode_lengths.mean()),
+            expert=self.attrs.get("expert"),
+            adversary=self.attrs.get("adversary"),
+            ratio=self.attrs.get("ratio"),
+            mix=self.attrs.get("mix"),
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"DemoSet({self.env_id!r}, episodes={self.num_episodes}, "
+            f"transitions={self.num_transitions})"
+        )
+
+    # ------------------------------------------------------------------ files
+    def save(
+        self, path: str | os.PathLike, overwrite: bool = False, compression: str | None = None
+    ) -> Path:
+        """Write the DemoSet to ``path`` (HDF5) atomically; returns the path.
+
+        The data goes to a hidden temporary file in the same folder, which is then renamed, so an
+        interrupted save leaves no partial file under ``path`` (nor replaces an existing one).
+
+        Args:
+            path: output file, conventionally ``*.h5``.
+            overwrite: replace an existing file (otherwise refuse).
+            compression: h5py filter for the per-step datasets, e.g. ``"gzip"`` (smaller, slower).
+
+        Raises:
+            FileNotFoundError: the folder does not exist.
+            PermissionError: the folder is not writable.
+            FileExistsError: ``path`` exists and ``overwrite`` is False.
+        """
+        import h5py
+
+        path = Path(path)
+        check_output_path(path, overwrite)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            with _open_for_writing(tmp) as f:
+                f.attrs["format"] = FORMAT
+                f.attrs["format_version"] = FORMAT_VERSION
+                data = f.create_group("data")
+                for key, value in self._file_attrs(h5py).items():
+                    data.attrs[key] = value
+                starts = self.episode_starts
+                for i in range(self.num_episodes):
+                    _write_episode(data, i, self, int(starts[i]), compression)
+            _commit(tmp, path, overwrite)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return path
+
+    def _file_attrs(self, h5py: Any) -> dict[str, Any]:
+        attrs = dict(self.attrs)
+        attrs.setdefault("has_labels", True)
+        attrs["h5py_version"] = h5py.__version__
+        attrs.update(
+            total=self.num_transitions,
+            episodes=self.num_episodes,
+            obs_dim=self.obs_dim,
+            act_dim=self.act_dim,
+        )
+        return {k: _to_h5_attr(v) for k, v in sorted(attrs.items())}
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> DemoSet:
+        """Read a file written by :meth:`save`.
+
+        Raises:
+            FileNotFoundError: no such file.
+            DemoFileError: not an HDF5 file, a truncated one, or one without the DemoSet layout.
+        """
+        import h5py
+
+        path = Path(path)
+        if not path.is_file():
+            hint = " (it is a folder)" if path.is_dir() else ""
+            raise FileNotFoundError(
+                f"no DemoSet file at {path}{hint}: record one with "
+                f"`choicebc collect ENV_ID {path}` or check the path"
+            )
+        try:
+            f = h5py.File(path, "r")
+        except OSError as exc:
+            raise DemoFileError(
+                f"{path} is not a readable HDF5 file ({exc}). A truncated or partially copied "
+                "file reads like this: copy or collect it again"
+            ) from exc
+        try:
+            with f:
+                return cls._read(f, path)
+        except DemoFileError:
+            raise
+        except (OSError, KeyError, ValueError, TypeError) as exc:
+            raise DemoFileError(f"cannot read DemoSet {path}: {exc}") from exc
+
+    @classmethod
+    def _read(cls, f: Any, path: Path) -> DemoSet:
+        if "data" not in f or not hasattr(f["data"], "keys"):
+            raise DemoFileError(
+                f"{path} is HDF5 but not a DemoSet: it has no 'data' group "
+                "(expected data/demo_<i>/{obs, actions, ...})"
+            )
+        data = f["data"]
+        names = [k for k in data.keys() if re.fullmatch(r"demo_\d+", k)]
+        if not names:
+            raise DemoFileError(f"{path} has no data/demo_<i> groups: it holds no episodes")
+        names.sort(key=lambda k: int(k[5:]))
+        attrs = {k: _from_h5_attr(v) for k, v in data.attrs.items()}
+        for derived in ("total", "episodes", "obs_dim", "act_dim", "h5py_version"):
+            attrs.pop(derived, None)
+        if "env_id" not in attrs:
+            raise DemoFileError(f"{path}: data has no env_id attribute")
+        episodes = []
+        for name in names:
+            g = data[name]
+            missing = [k for k in (*_STEP_FIELDS, "final_obs") if k not in g]
+            if missing:
+                raise DemoFileError(f"{path}: data/{name} lacks {missing}")
+            ep = {k: g[k][()] for k in (*_STEP_FIELDS, "final_obs")}
+            ep["return"], ep["seed"] = float(g.attrs["return"]), int(g.attrs["seed"])
+            episodes.append(ep)
+        try:
+            return cls.from_episodes(episodes, attrs)
+        except DemoFormatError as exc:
+            raise DemoFileError(f"{path} is inconsistent: {exc}") from exc
+
+    # ------------------------------------------------------------------ Minari
+    def to_minari(self, dataset_id: str, **metadata: Any):
+        """Export as a local Minari dataset (``pip install choicebc[minari]``).
+
+        Episodes keep Minari's conventions: ``T + 1`` observations (the last is
+        ``final_observations[i]``), ``T`` actions (the recorded ones), rewards, terminations and
+        truncations; infos hold ``is_corrupt`` and ``executed_actions`` with ``T + 1`` entries
+        (entry 0 belongs to the reset, entry ``t + 1`` to step ``t``). The DemoSet attributes and
+        per-episode returns go into the dataset metadata under ``"choicebc"``, so
+        :meth:`from_minari` restores this DemoSet exactly.
+
+        Args:
+            dataset_id: Minari id, ``namespace/env/name-v0`` style (see Minari's docs); written
+                under ``$MINARI_DATASETS_PATH`` (default ``~/.minari/datasets``).
+            **metadata: passed to ``minari.create_dataset_from_buffers`` (``author``,
+                ``description``, ``code_permalink``, ...).
+
+        Returns:
+            The ``minari.MinariDataset``.
+
+        Raises:
+            ImportError: minari is not installed.
+            FileExistsError: a local dataset with this id exists.
+        """
+        minari, gym = _import_minari()
+        from minari.data_collector.episode_buffer import EpisodeBuffer
+
+        if dataset_id in minari.list_local_datasets():
+            raise FileExistsError(
+                f"a local Minari dataset {dataset_id!r} exists: delete it with "
+                f"minari.delete_dataset({dataset_id!r}) or choose another id"
+            )
+        buffers = []
+        for i, ep in enumerate(self.episodes()):
+            t = ep["rewards"].shape[0]
+            corrupt = np.zeros(t + 1, bool)
+            corrupt[1:] = ep["is_corrupt"]
+            executed = np.zeros((t + 1, self.act_dim), np.float32)
+            executed[1:] = ep["executed_actions"]
+            buffers.append(
+                EpisodeBuffer(
+                    id=i,
+                    seed=ep["seed"] if ep["seed"] >= 0 else None,
+                    observations=np.concatenate([ep["obs"], ep["final_obs"][None]]),
+                    actions=ep["actions"],
+                    rewards=ep["rewards"],
+                    terminations=ep["terminated"],
+                    truncations=ep["truncated"],
+                    infos={"is_corrupt": corrupt, "executed_actions": executed},
+                )
+            )
+        low = self.action_low if self.action_low is not None else -np.inf
+        high = self.action_high if self.action_high is not None else np.inf
+        spec = _gym_spec(gym, self.env_id)
+        metadata.setdefault("algorithm_name", "choicebc.collect")
+        dataset = minari.create_dataset_from_buffers(
+            dataset_id,
+            buffers,
+            env=spec,
+            observation_space=gym.spaces.Box(-np.inf, np.inf, (self.obs_dim,), np.float32),
+            action_space=gym.spaces.Box(
+                np.broadcast_to(low, (self.act_dim,)).astype(np.float32),
+                np.broadcast_to(high, (self.act_dim,)).astype(np.float32),
+                (self.act_dim,),
+                np.float32,
+            ),
+            **metadata,
+        )
+        payload = {
+            "attrs": self.attrs,
+            "episode_returns": self.episode_returns.tolist(),
+            "episode_seeds": self.episode_seeds.tolist(),
+        }
+        dataset.storage.update_metadata({"choicebc": json.dumps(payload)})
+        return dataset
+
+    @classmethod
+    def from_minari(cls, dataset: Any, env_id: str | None = None) -> DemoSet:
+        """Import a Minari dataset (a ``MinariDataset`` or a local dataset id).
+
+        Datasets exported by :meth:`to_minari` come back exactly. Other datasets need Box
+        observations and actions; their ``is_corrupt`` labels are unknown (all False,
+        ``has_labels`` False) unless their infos carry ``is_corrupt``.
+
+        Args:
+            dataset: ``minari.MinariDataset`` or its id.
+            env_id: task id when the dataset does not record its env.
+
+        Raises:
+            ImportError: minari is not installed.
+            DemoFormatError: non-Box spaces, or no env id.
+        """
+        minari, _ = _import_minari()
+        if isinstance(dataset, str):
+            dataset = minari.load_dataset(dataset)
+        meta = dataset.storage.metadata
+        ours = json.loads(meta["choicebc"]) if "choicebc" in meta else None
+        attrs: dict[str, Any] = dict(ours["attrs"]) if ours else {}
+        if not ours:
+            spec = dataset.spec.env_spec
+            env = env_id or (spec.id if spec is not None else None)
+            if env is None:
+                raise DemoFormatError(
+                    "the Minari dataset records no environment: pass env_id='...'"
+                )
+            attrs.update(env_id=env, source=f"minari:{dataset.spec.dataset_id}")
+        episodes = []
+        labelled = True
+        for i, ep in enumerate(dataset.iterate_episodes()):
+            if not isinstance(ep.observations, np.ndarray) or not isinstance(
+                ep.actions, np.ndarray
+            ):
+                raise DemoFormatError(
+                    "only Box observation and action spaces can become a DemoSet "
+                    f"(episode {ep.id} has {type(ep.observations).__name__} observations)"
+                )
+            t = len(ep.rewards)
+            infos = ep.infos or {}
+            corrupt = _per_step_info(infos.get("is_corrupt"), t)
+            executed = _per_step_info(infos.get("executed_actions"), t)
+            labelled &= corrupt is not None
+            record = {
+                "obs": ep.observations[:-1].reshape(t, -1),
+                "final_obs": ep.observations[-1].reshape(-1),
+                "actions": ep.actions.reshape(t, -1),
+                "rewards": ep.rewards,
+                "terminated": ep.terminations,
+                "truncated": ep.truncations,
+                "is_corrupt": corrupt if corrupt is not None else np.zeros(t, bool),
+                "executed_actions": executed if executed is not None else ep.actions.reshape(t, -1),
+                "seed": ours["episode_seeds"][i] if ours else _minari_seed(dataset, ep.id),
+            }
+            if ours:
+                record["return"] = ours["episode_returns"][i]
+            episodes.append(record)
+        if not ours:
+            attrs["has_labels"] = bool(labelled)
+            space = dataset.spec.action_space
+            if hasattr(space, "low"):
+                attrs["action_low"] = np.asarray(space.low, np.float32).reshape(-1).tolist()
+                attrs["action_high"] = np.asarray(space.high, np.float32).reshape(-1).tolist()
+        return cls.from_episodes(episodes, attrs)
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoSummary:
+    """What :meth:`DemoSet.summary` reports; ``str()`` gives a short readable block."""
+
+    env_id: str
+    episodes: int
+    transitions: int
+    corrupt_share: float | None
+    mean_return: float
+    std_return: float
+    min_return: float
+    max_return: float
+    mean_length: float
+    expert: str | None = None
+    adversary: str | None = None
+    ratio: float | None = None
+    mix: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def __str__(self) -> str:
+        share = "unknown (no labels)" if self.corrupt_share is None else f"{self.corrupt_share:.1%}"
+        lines = [
+            f"{self.env_id}: {self.episodes:,} episodes, {self.transitions:,} transitions "
+            f"(mean length {self.mean_length:.1f})",
+            f"corrupt share: {share}",
+            f"return: {self.mean_return:.1f} ± {self.std_return:.1f} "
+            f"(min {self.min_return:.1f}, max {self.max_return:.1f})",
+        ]
+        if self.adversary is not None:
+            ratio = "?" if self.ratio is None else f"{self.ratio:g}"
+            lines.append(
+                f"expert {self.expert}; adversary {self.adversary}; ratio {ratio}, mix {self.mix}"
+            )
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- paths
+def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Check that a DemoSet can be written to ``path`` (before spending time collecting it).
+
+    Raises:
+        FileNotFoundError: the folder does not exist.
+        IsADirectoryError: ``path`` is a folder.
+        PermissionError: the folder is not writable (probed by creating a temporary file).
+        FileExistsError: ``path`` exists and ``overwrite`` is False.
+    """
+    path = Path(path)
+    folder = path.parent
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"folder {folder} does not exist: create it (mkdir -p {folder}) or choose another path"
+        )
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder: give a file name, e.g. {path / 'demos.h5'}")
+    if path.exists() and not overwrite:
+        raise FileExistsError(
+            f"{path} exists: pass overwrite=True (CLI: --overwrite) to replace it, "
+            "or choose another name"
+        )
+    probe = folder / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.probe.tmp"
+    try:
+        probe.open("xb").close()
+    except OSError as exc:
+        raise PermissionError(
+            f"cannot write to folder {folder} ({exc.strerror or exc}): choose a writable folder"
+        ) from exc
+    probe.unlink()
+    return path
+
+
+def _open_for_writing(tmp: Path):
+    import h5py
+
+    try:
+        return h5py.File(tmp, "w")
+    except OSError as exc:
+        raise PermissionError(
+            f"cannot create {tmp} ({exc}): choose a writable folder with free space"
+        ) from exc
+
+
+def _commit(tmp: Path, path: Path, overwrite: bool) -> None:
+    """Move the finished temp file to ``path`` atomically (never clobbering unless asked)."""
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)  # fails if ``path`` appeared meanwhile: never clobber
+    except FileExistsError:
+        raise FileExistsError(
+            f"{path} was created while saving: pass overwrite=True to replace it"
+        ) from None
+    except OSError:  # file systems without hard links
+        if path.exists():
+            raise FileExistsError(f"{path} exists: pass overwrite=True to replace it") from None
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
+
+
+def _write_episode(data: Any, i: int, demos: DemoSet, start: int, compression: str | None) -> None:
+    """Write episode ``i`` (flat rows ``start : start + T``) as ``data/demo_<i>``."""
+    t = int(demos.episode_lengths[i])
+    rows = slice(start, start + t)
+    g = data.create_group(f"demo_{i}")
+    arrays = {
+        "obs": demos.observations[rows],
+        "actions": demos.actions[rows],
+        "executed_actions": demos.executed_actions[rows],
+        "rewards": demos.rewards[rows],
+        "terminated": demos.terminated[rows],
+        "truncated": demos.truncated[rows],
+        "is_corrupt": demos.is_corrupt[rows],
+    }
+    for name, array in arrays.items():
+        g.create_dataset(name, data=array, compression=compression)
+    g.create_dataset("final_obs", data=demos.final_observations[i])
+    g.attrs["num_samples"] = t
+    g.attrs["return"] = float(demos.episode_returns[i])
+    g.attrs["seed"] = int(demos.episode_seeds[i])
+    g.attrs["adversary_share"] = float(demos.is_corrupt[rows].mean())
+    g.attrs["episode_index"] = i
+
+
+# ---------------------------------------------------------------------- attributes
+def _is_attr_value(value: Any) -> bool:
+    if isinstance(value, str | bool | int | float | np.integer | np.floating | np.bool_):
+        return True
+    if isinstance(value, list | tuple):
+        return all(
+            isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
+            for v in value
+        )
+    return False
+
+
+def _to_h5_attr(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return np.asarray(value, dtype=np.float64)
+    return value
+
+
+def _from_h5_attr(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    return value
+
+
+def _attrs_key(attrs: Mapping[str, Any]) -> str:
+    return json.dumps({k: _from_h5_attr(_to_h5_attr(v)) for k, v in attrs.items()}, sort_keys=True)
+
+
+# ---------------------------------------------------------------------- Minari helpers
+def _import_minari():
+    try:
+        import gymnasium as gym
+        import minari
+    except ImportError as exc:
+        raise ImportError(
+            "Minari export/import needs the optional extra: pip install 'choicebc[minari]'"
+        ) from exc
+    return minari, gym
+
+
+def _gym_spec(gym: Any, env_id: str):
+    import choicebc.envs  # noqa: F401  (registers choicebc/PointReach-v0)
+
+    try:
+        return gym.spec(env_id)
+    except gym.error.Error:
+        return None
+
+
+def _per_step_info(values: Any, t: int) -> np.ndarray | None:
+    """Minari infos have ``T + 1`` entries (reset first); accept ``T`` too."""
+    if values is None:
+        return None
+    values = np.asarray(values)
+    if values.shape[0] == t + 1:
+        return values[1:]
+    if values.shape[0] == t:
+        return values
+    return None
+
+
+def _minari_seed(dataset: Any, episode_id: int) -> int:
+    meta = next(iter(dataset.storage.get_episode_metadata([episode_id])), {})
+    seed = meta.get("seed")
+    return -1 if seed is None else int(seed)

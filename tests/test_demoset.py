@@ -1,0 +1,322 @@
+"""DemoSet: plain-h5py layout, exact save/load and Minari round trips, atomic and safe writing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from choicebc import demoset as demoset_module
+from choicebc import demoset_cli
+from choicebc.demoset import DemoFileError, DemoFormatError, DemoSet
+
+
+def synthetic_demos(seed: int = 0, episodes: int = 4, obs_dim: int = 3, act_dim: int = 2):
+    """Episodes of different lengths, some corrupt steps, one terminated and one truncated end."""
+    rng = np.random.default_rng(seed)
+    eps = []
+    for i in range(episodes):
+        t = 5 + 3 * i
+        actions = rng.uniform(-1, 1, (t, act_dim)).astype(np.float32)
+        corrupt = rng.random(t) < 0.4
+        ends = np.zeros(t, bool)
+        ends[-1] = True
+        eps.append(
+            {
+                "obs": rng.standard_normal((t, obs_dim)).astype(np.float32),
+                "actions": actions,
+                "executed_actions": np.where(corrupt[:, None], -actions, actions),
+                "rewards": rng.standard_normal(t),
+                "terminated": ends if i % 2 == 0 else np.zeros(t, bool),
+                "truncated": np.zeros(t, bool) if i % 2 == 0 else ends,
+                "is_corrupt": corrupt,
+                "final_obs": rng.standard_normal(obs_dim).astype(np.float32),
+                "seed": 1000 + i,
+            }
+        )
+    attrs = {
+        "env_id": "Toy-v1",
+        "env_version": "v1",
+        "expert": "toy expert",
+        "adversary": "toy adversary",
+        "adversary_kind": "flipped",
+        "ratio": 0.4,
+        "mix": "label",
+        "seed": seed,
+        "action_low": [-1.0] * act_dim,
+        "action_high": [1.0] * act_dim,
+        "has_labels": True,
+    }
+    return DemoSet.from_episodes(eps, attrs), eps
+
+
+def test_flat_views_follow_the_episodes():
+    demos, eps = synthetic_demos()
+    lengths = [len(e["rewards"]) for e in eps]
+    assert demos.episode_lengths.tolist() == lengths
+    assert len(demos) == demos.num_transitions == sum(lengths)
+    assert demos.episode_ids.tolist() == sum(([i] * n for i, n in enumerate(lengths)), [])
+    assert demos.timesteps[: lengths[0] + 2].tolist() == [*range(lengths[0]), 0, 1]
+    np.testing.assert_array_equal(demos.observations[lengths[0]], eps[1]["obs"][0])
+    # next observation: the following row inside an episode, final_obs at its end
+    nxt = demos.next_observations
+    np.testing.assert_array_equal(nxt[0], eps[0]["obs"][1])
+    np.testing.assert_array_equal(nxt[lengths[0] - 1], eps[0]["final_obs"])
+    np.testing.assert_array_equal(nxt[-1], eps[-1]["final_obs"])
+    shares = [e["is_corrupt"].mean() for e in eps]
+    np.testing.assert_allclose(demos.adversary_share, shares)
+    # default return: the rewards summed in step order
+    np.testing.assert_array_equal(demos.episode_returns, [np.cumsum(e["rewards"])[-1] for e in eps])
+    ep2 = demos.episode(2)
+    np.testing.assert_array_equal(ep2["executed_actions"], eps[2]["executed_actions"])
+    assert ep2["seed"] == 1002
+    assert demos.action_low.tolist() == [-1.0, -1.0]
+
+
+def test_summary_reports_counts_share_and_returns():
+    demos, eps = synthetic_demos()
+    s = demos.summary()
+    returns = np.array([np.cumsum(e["rewards"])[-1] for e in eps])
+    assert (s.episodes, s.transitions) == (4, sum(len(e["rewards"]) for e in eps))
+    assert s.corrupt_share == pytest.approx(np.concatenate([e["is_corrupt"] for e in eps]).mean())
+    assert s.mean_return == pytest.approx(returns.mean())
+    assert s.min_return == pytest.approx(returns.min())
+    assert "4 episodes" in str(s) and f"{s.corrupt_share:.1%}" in str(s)
+
+
+def test_save_load_round_trip_is_exact(tmp_path):
+    demos, _ = synthetic_demos()
+    path = demos.save(tmp_path / "demos.h5")
+    loaded = DemoSet.load(path)
+    assert loaded.equals(demos)
+    for name in ("observations", "actions", "rewards", "is_corrupt", "episode_seeds"):
+        assert getattr(loaded, name).dtype == getattr(demos, name).dtype
+    assert loaded.attrs == demos.attrs
+    # equals() is not vacuous: one flipped label makes a difference
+    loaded.is_corrupt[3] = ~loaded.is_corrupt[3]
+    assert not loaded.equals(demos)
+
+
+def test_file_reads_with_plain_h5py(tmp_path):
+    """A user without choicebc sees robomimic-like groups, datasets and attributes."""
+    demos, eps = synthetic_demos()
+    path = demos.save(tmp_path / "demos.h5")
+    with h5py.File(path, "r") as f:
+        data = f["data"]
+        assert sorted(data.keys()) == ["demo_0", "demo_1", "demo_2", "demo_3"]
+        assert data.attrs["env_id"] == "Toy-v1"
+        assert data.attrs["total"] == demos.num_transitions
+        assert data.attrs["ratio"] == 0.4 and data.attrs["mix"] == "label"
+        g = data["demo_1"]
+        assert g["obs"].shape == eps[1]["obs"].shape and g["obs"].dtype == np.float32
+        np.testing.assert_array_equal(g["actions"][()], eps[1]["actions"])
+        np.testing.assert_array_equal(g["is_corrupt"][()], eps[1]["is_corrupt"])
+        assert g["is_corrupt"].dtype == bool
+        assert g.attrs["num_samples"] == len(eps[1]["rewards"])
+        assert g.attrs["seed"] == 1001
+        assert g.attrs["adversary_share"] == pytest.approx(eps[1]["is_corrupt"].mean())
+
+
+def test_never_overwrites_unless_asked(tmp_path):
+    demos, _ = synthetic_demos(seed=0)
+    other, _ = synthetic_demos(seed=1)
+    path = demos.save(tmp_path / "demos.h5")
+    before = path.read_bytes()
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        other.save(path)
+    assert path.read_bytes() == before
+    other.save(path, overwrite=True)
+    assert DemoSet.load(path).equals(other)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demos.h5"]  # no temp files left
+
+
+def test_interrupted_save_leaves_no_file_and_keeps_the_old_one(tmp_path, monkeypatch):
+    demos, _ = synthetic_demos()
+    calls = {"n": 0}
+    real = demoset_module._write_episode
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # e.g. Ctrl-C half-way through the file
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(demoset_module, "_write_episode", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        demos.save(tmp_path / "new.h5")
+    assert list(tmp_path.iterdir()) == []
+
+    monkeypatch.setattr(demoset_module, "_write_episode", real)
+    old, _ = synthetic_demos(seed=7)
+    path = old.save(tmp_path / "old.h5")
+    before = path.read_bytes()
+    calls["n"] = 0
+    monkeypatch.setattr(demoset_module, "_write_episode", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        demos.save(path, overwrite=True)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["old.h5"]
+
+
+def test_missing_folder_is_a_clear_error(tmp_path):
+    demos, _ = synthetic_demos()
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        demos.save(tmp_path / "no" / "such" / "demos.h5")
+    with pytest.raises(IsADirectoryError):
+        demos.save(tmp_path)
+
+
+def read_only_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    if os.access(folder, os.W_OK):  # root ignores permission bits; sysfs refuses new files
+        folder = Path("/sys")
+        if not folder.is_dir():
+            pytest.skip("running as root without /sys: no read-only folder to test with")
+    return folder
+
+
+def test_read_only_folder_is_a_clear_error(tmp_path):
+    demos, _ = synthetic_demos()
+    folder = read_only_folder(tmp_path)
+    try:
+        with pytest.raises(PermissionError, match="cannot write to folder"):
+            demos.save(folder / "demos.h5")
+        assert not (folder / "demos.h5").exists()
+    finally:
+        if folder != Path("/sys"):
+            folder.chmod(0o755)
+
+
+def test_load_errors_say_what_is_wrong(tmp_path):
+    with pytest.raises(FileNotFoundError, match="choicebc collect"):
+        DemoSet.load(tmp_path / "missing.h5")
+    text = tmp_path / "notes.h5"
+    text.write_text("not an HDF5 file\n" * 100)
+    with pytest.raises(DemoFileError, match="not a readable HDF5 file"):
+        DemoSet.load(text)
+
+    demos, _ = synthetic_demos()
+    full = demos.save(tmp_path / "full.h5").read_bytes()
+    cut = tmp_path / "cut.h5"
+    cut.write_bytes(full[: len(full) // 2])  # a copy interrupted half-way
+    with pytest.raises(DemoFileError):
+        DemoSet.load(cut)
+
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f.create_dataset("x", data=np.arange(3))
+    with pytest.raises(DemoFileError, match="no 'data' group"):
+        DemoSet.load(other)
+
+    broken = tmp_path / "broken.h5"
+    broken.write_bytes(full)
+    with h5py.File(broken, "a") as f:
+        del f["data/demo_2/is_corrupt"]
+    with pytest.raises(DemoFileError, match=r"demo_2 lacks \['is_corrupt'\]"):
+        DemoSet.load(broken)
+
+
+def test_inconsistent_arrays_are_rejected():
+    _, eps = synthetic_demos()
+    with pytest.raises(DemoFormatError, match="env_id"):
+        DemoSet.from_episodes(eps, {"ratio": 0.1})
+    bad = [dict(eps[0], actions=eps[0]["actions"][:-1])]
+    with pytest.raises(DemoFormatError, match="actions"):
+        DemoSet.from_episodes(bad, {"env_id": "Toy-v1"})
+    with pytest.raises(DemoFormatError, match="attribute 'note'"):
+        DemoSet.from_episodes(eps, {"env_id": "Toy-v1", "note": {"a": 1}})
+
+
+def test_demos_info_cli(tmp_path, capsys):
+    demos, _ = synthetic_demos()
+    path = demos.save(tmp_path / "demos.h5")
+    parser = argparse.ArgumentParser()
+    demoset_cli.add_arguments(parser)
+    assert demoset_cli.run(parser.parse_args(["info", str(path)])) == 0
+    out = capsys.readouterr().out
+    assert "4 episodes" in out and "adversary_kind: flipped" in out
+    assert demoset_cli.run(parser.parse_args(["info", str(path), "--json"])) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["summary"]["transitions"] == demos.num_transitions
+    assert demoset_cli.run(parser.parse_args(["info", str(tmp_path / "nope.h5")])) == 2
+    assert "no DemoSet file" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- Minari
+@pytest.fixture
+def minari_root(tmp_path, monkeypatch):
+    pytest.importorskip("minari")
+    root = tmp_path / "minari"
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
+    return root
+
+
+def test_minari_export_import_round_trip_is_exact(minari_root):
+    import minari
+    from choicebc.envs import PointReachExpert
+
+    from choicebc.collect import collect
+
+    demos = collect(
+        "choicebc/PointReach-v0", PointReachExpert(), "flipped", ratio=0.3, mix="label",
+        episodes=5, num_envs=2, seed=3, progress=False,
+    )  # fmt: skip
+    with pytest.warns(UserWarning):  # Minari asks for an author etc.; we leave them to users
+        demos.to_minari("choicebc/pointreach/flip30-v0")
+    dataset = minari.load_dataset("choicebc/pointreach/flip30-v0")
+    assert dataset.total_episodes == 5 and dataset.total_steps == demos.num_transitions
+    ep = next(iter(dataset.iterate_episodes()))
+    t = demos.episode_lengths[0]
+    assert ep.observations.shape == (t + 1, 2)  # Minari's T + 1 observations
+    np.testing.assert_array_equal(ep.infos["is_corrupt"][1:], demos.episode(0)["is_corrupt"])
+    back = DemoSet.from_minari("choicebc/pointreach/flip30-v0")
+    assert back.equals(demos)
+    with pytest.raises(FileExistsError, match="delete_dataset"):
+        demos.to_minari("choicebc/pointreach/flip30-v0")
+
+
+def test_minari_import_of_foreign_data_has_no_labels(minari_root):
+    import gymnasium as gym
+    import minari
+    from minari.data_collector.episode_buffer import EpisodeBuffer
+
+    rng = np.random.default_rng(0)
+    buffers = []
+    for i, t in enumerate((4, 6)):
+        buffers.append(
+            EpisodeBuffer(
+                id=i,
+                seed=10 + i,
+                observations=rng.standard_normal((t + 1, 3)),
+                actions=rng.uniform(-1, 1, (t, 2)).astype(np.float32),
+                rewards=rng.standard_normal(t),
+                terminations=np.zeros(t, bool),
+                truncations=np.arange(t) == t - 1,
+                infos={},
+            )
+        )
+    with pytest.warns(UserWarning):
+        minari.create_dataset_from_buffers(
+            "someone/toy/data-v0",
+            buffers,
+            observation_space=gym.spaces.Box(-np.inf, np.inf, (3,)),
+            action_space=gym.spaces.Box(-1, 1, (2,)),
+        )
+    with pytest.raises(DemoFormatError, match="env_id"):
+        DemoSet.from_minari("someone/toy/data-v0")
+    demos = DemoSet.from_minari("someone/toy/data-v0", env_id="Toy-v0")
+    assert not demos.has_labels and demos.summary().corrupt_share is None
+    assert demos.episode_lengths.tolist() == [4, 6]
+    assert demos.episode_seeds.tolist() == [10, 11]
+    # float64 observations become float32, the DemoSet's observation dtype
+    np.testing.assert_array_equal(
+        demos.final_observations[1], buffers[1].observations[-1].astype(np.float32)
+    )
+    np.testing.assert_allclose(demos.episode_returns[1], buffers[1].rewards.sum())
