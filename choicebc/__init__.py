@@ -3,6 +3,9 @@
 Public API (see README): ``import choicebc as cb``.
 """
 
+from choicebc.adversaries import make_adversary
+from choicebc.collect import collect
+from choicebc.demoset import DemoSet
 from choicebc.evaluation import EvalResult, evaluate
 from choicebc.experts import load_expert, reference_returns
 from choicebc.policy import BCPolicy
@@ -25,4 +28,7 @@ __all__ = [
     "__version__",
     "load_expert",
     "reference_returns",
+    "collect",
+    "DemoSet",
+    "make_adversary",
 ]
