@@ -6,13 +6,23 @@ For each task, in one run and with N simulations:
   loop (two half-batches in flight); optionally (``--naive``) the same without the overlap;
 * **physics limit**: one ``mujoco.batch.Batch`` of N simulations stepped with uniform random
   actions, no observation, no policy — measured before and after the evaluation, averaged;
-* **SyncVectorEnv**: gymnasium's ``SyncVectorEnv`` of N ``gym.make`` envs with the same policy.
+* **replay**: the same batch replaying the actions the MLP took (recorded beforehand): the
+  physics of the evaluated trajectories without policy or observations, which separates the
+  evaluator's overhead from the cost of the states the policy drives the bodies into;
+* **SyncVectorEnv**: gymnasium's ``SyncVectorEnv`` of ``gym.make`` envs with the same policy, with
+  8 envs (the configuration of ``BENCHMARKS.md``'s reference figure, which the ">= 4x" target is
+  set against) and with N envs (same N; a serial loop of single envs cannot beat one env's rate).
 
 The policy is a random-weight 256x256 MLP whose output layer is scaled by 10, so its tanh actions
-spread over the action box like the random actions of the physics-limit run. The scale matters:
-at default initialisation the actions are near zero, the bodies come to rest on the floor and
-the physics costs ~25% more per step (more contacts) than under random actions, which would be
-charged to the evaluator. Machines here are shared: compare the ratios, measured side by side.
+spread over the action box like the random actions of the physics-limit run. At default
+initialisation its actions are near zero, the bodies come to rest on the floor and the physics
+costs ~25% more per step (more contacts) than under random actions; even so, its actions persist
+from step to step and the replay column shows what the trajectories themselves cost.
+
+Machines here are shared: compare the ratios, measured side by side. Besides wall-clock rates the
+table gives CPU-time ratios (env-steps per CPU-second of this process, all threads): on a host
+whose cores are taken by other work they are the stable figure, and when the evaluator's threads
+keep both cores busy they are what the wall-clock ratio tends to.
 """
 
 from __future__ import annotations
@@ -54,10 +64,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="if N episodes make fewer env-steps, evaluate again with enough episodes",
     )
     parser.add_argument(
-        "--limit-steps", type=int, default=50, help="batch steps per physics-limit run (x2)"
+        "--limit-steps",
+        type=int,
+        default=60,
+        help="batch steps of each physics-limit run (before and after) and of the replay",
     )
     parser.add_argument(
-        "--sync-steps", type=int, default=20, help="vector steps of the SyncVectorEnv baseline"
+        "--sync-num-envs",
+        type=int,
+        nargs="+",
+        default=None,
+        help="SyncVectorEnv sizes (default: 8 and N)",
+    )
+    parser.add_argument(
+        "--sync-env-steps", type=int, default=5120, help="env-steps per SyncVectorEnv run"
     )
     parser.add_argument("--naive", action="store_true", help="also time evaluate without overlap")
     parser.add_argument("--seed", type=int, default=0, help="seed of policy, actions and episodes")
@@ -83,23 +103,80 @@ def benchmark_policy(obs_dim: int, act_dim: int, seed: int):
     ).eval()
 
 
-def physics_limit(env_id: str, num_envs: int, steps: int, seed: int) -> float:
-    """Env-steps/s of one ``mujoco.batch.Batch`` with uniform random actions (no obs, no policy)."""
+class Timer:
+    """Wall and process-CPU seconds of a block (CPU: all threads of this process)."""
+
+    def __enter__(self) -> Timer:
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self._wall
+        self.cpu = time.process_time() - self._cpu
+
+
+def _stepped_batch(env_id: str, num_envs: int, seed: int):
+    """A ``mujoco.batch.Batch`` whose simulations start episodes 0..N-1 of ``seed``."""
     import mujoco.batch
 
     from choicebc.envs import get_task
+    from choicebc.sim import EpisodeSchedule
 
     task = get_task(env_id)
     batch = mujoco.batch.Batch(task.model, num_envs)
-    batch.reset()
+    batch.reset(stage=mujoco.mjtStage.mjSTAGE_NONE)
+    _, seeds = EpisodeSchedule(seed).start(num_envs)
+    batch.qpos, batch.qvel = task.initial_states(seeds)
+    batch.forward()
+    return task, batch
+
+
+def physics_limit(env_id: str, num_envs: int, steps: int, seed: int) -> dict:
+    """One ``mujoco.batch.Batch`` stepped with uniform random actions: no obs, no policy.
+
+    Returns:
+        ``{"rate": env-steps/s, "cpu_rate": env-steps per CPU-second}``.
+    """
+    task, batch = _stepped_batch(env_id, num_envs, seed)
     ctrl = batch.bind("ctrl")
     rng = np.random.default_rng(seed)
     low, high = task.action_low, task.action_high
-    start = time.perf_counter()
-    for _ in range(steps):
-        ctrl[:] = rng.uniform(low, high, (num_envs, task.act_dim))
-        batch.step(nstep=task.frame_skip)
-    return num_envs * steps / (time.perf_counter() - start)
+    with Timer() as t:
+        for _ in range(steps):
+            ctrl[:] = rng.uniform(low, high, (num_envs, task.act_dim))
+            batch.step(nstep=task.frame_skip)
+    return {"rate": num_envs * steps / t.wall, "cpu_rate": num_envs * steps / t.cpu}
+
+
+def replay_limit(env_id: str, policy, num_envs: int, steps: int, seed: int) -> dict:
+    """The batch replaying the actions ``policy`` took (recorded first): same physics, no policy.
+
+    The bodies go where the policy drives them, which can cost more physics per step than
+    random actions (e.g. more contacts); this rate isolates the evaluator's own overhead. The
+    replay is exact until a slot's first episode ends (the replay does not reset).
+    """
+    import torch
+
+    from choicebc.sim.cpu import CpuBatchedEnv
+
+    env = CpuBatchedEnv(env_id, num_envs, seed)
+    obs, _ = env.reset()
+    recorded = []
+    with torch.inference_mode():
+        for _ in range(steps):
+            actions = np.clip(
+                policy(torch.from_numpy(obs)).numpy(), env.action_low, env.action_high
+            )
+            recorded.append(actions)
+            obs, *_ = env.step(actions)
+    env.close()
+    task, batch = _stepped_batch(env_id, num_envs, seed)
+    ctrl = batch.bind("ctrl")
+    with Timer() as t:
+        for actions in recorded:
+            ctrl[:] = actions
+            batch.step(nstep=task.frame_skip)
+    return {"rate": num_envs * steps / t.wall, "cpu_rate": num_envs * steps / t.cpu}
 
 
 def sync_vector_env(env_id: str, policy, num_envs: int, steps: int, seed: int) -> float:
@@ -112,77 +189,98 @@ def sync_vector_env(env_id: str, policy, num_envs: int, steps: int, seed: int) -
     envs = gym.vector.SyncVectorEnv([lambda: gym.make(env_id) for _ in range(num_envs)])
     try:
         obs, _ = envs.reset(seed=seed)
-        start = time.perf_counter()
-        for _ in range(steps):
-            with torch.inference_mode():
-                actions = policy(torch.from_numpy(np.asarray(obs, dtype=np.float32))).numpy()
-            obs, *_ = envs.step(actions)
-        return num_envs * steps / (time.perf_counter() - start)
+        with Timer() as t:
+            for _ in range(steps):
+                with torch.inference_mode():
+                    actions = policy(torch.from_numpy(np.asarray(obs, dtype=np.float32))).numpy()
+                obs, *_ = envs.step(actions)
+        return num_envs * steps / t.wall
     finally:
         envs.close()
 
 
+def timed_evaluate(policy, env_id: str, episodes: int, n: int, seed: int, pipeline: bool) -> dict:
+    """``cb.evaluate`` on the cpu backend: its env-steps/s, per CPU-second, and its size."""
+    from choicebc.evaluation import evaluate
+
+    with Timer() as t:
+        res = evaluate(policy, env_id, episodes, n, seed=seed, backend="cpu", pipeline=pipeline)
+    steps = int(res.lengths.sum())
+    return {
+        "rate": res.steps_per_second,
+        "cpu_rate": steps / t.cpu,
+        "episodes": episodes,
+        "env_steps": steps,
+        "mean_length": res.mean_length,
+    }
+
+
 def measure_task(env_id: str, args: argparse.Namespace) -> dict:
-    """One row of the table: the three (or four) rates and their ratios."""
+    """One row of the table, every rate measured back to back."""
     import torch
 
     from choicebc.envs import get_task
-    from choicebc.evaluation import evaluate
 
     task = get_task(env_id)
     policy = benchmark_policy(task.obs_dim, task.act_dim, args.seed)
-    n = args.num_envs
+    n, seed = args.num_envs, args.seed
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as evaluate() does; the same for the SyncVectorEnv loop
+    torch.set_num_threads(1)  # as evaluate() does; the same for every loop with the policy
     try:
-        limit_before = physics_limit(env_id, n, args.limit_steps, args.seed)
-        episodes = args.episodes or n
-        result = evaluate(policy, env_id, episodes, n, seed=args.seed, backend="cpu")
-        steps = int(result.lengths.sum())
-        if args.episodes is None and steps < args.min_steps:
-            episodes = math.ceil(episodes * args.min_steps / steps)
-            result = evaluate(policy, env_id, episodes, n, seed=args.seed, backend="cpu")
+        before = physics_limit(env_id, n, args.limit_steps, seed)
+        ev = timed_evaluate(policy, env_id, args.episodes or n, n, seed, pipeline=True)
+        if args.episodes is None and ev["env_steps"] < args.min_steps:
+            episodes = math.ceil(ev["episodes"] * args.min_steps / ev["env_steps"])
+            ev = timed_evaluate(policy, env_id, episodes, n, seed, pipeline=True)
         naive = None
         if args.naive:
-            naive = evaluate(
-                policy, env_id, episodes, n, seed=args.seed, backend="cpu", pipeline=False
-            ).steps_per_second
-        limit_after = physics_limit(env_id, n, args.limit_steps, args.seed + 1)
-        sync = sync_vector_env(env_id, policy, n, args.sync_steps, args.seed)
+            naive = timed_evaluate(policy, env_id, ev["episodes"], n, seed, pipeline=False)
+        replay = replay_limit(env_id, policy, n, args.limit_steps, seed)
+        after = physics_limit(env_id, n, args.limit_steps, seed + 1)
+        sync = {
+            m: sync_vector_env(env_id, policy, m, max(1, args.sync_env_steps // m), seed)
+            for m in (args.sync_num_envs or (8, n))
+        }
     finally:
         torch.set_num_threads(threads)
-    limit = (limit_before + limit_after) / 2
+    limit = (before["rate"] + after["rate"]) / 2
+    limit_cpu = (before["cpu_rate"] + after["cpu_rate"]) / 2
     return {
         "env_id": env_id,
-        "evaluate": result.steps_per_second,
+        "evaluate": ev,
         "evaluate_naive": naive,
         "physics_limit": limit,
-        "physics_limit_runs": [limit_before, limit_after],
+        "physics_limit_runs": [before, after],
+        "replay_limit": replay,
         "sync_vector_env": sync,
-        "ratio_limit": result.steps_per_second / limit,
-        "ratio_sync": result.steps_per_second / sync,
-        "episodes": episodes,
-        "evaluate_env_steps": int(result.lengths.sum()),
-        "mean_episode_length": result.mean_length,
+        "ratio_limit": ev["rate"] / limit,
+        "ratio_replay": ev["rate"] / replay["rate"],
+        "ratio_sync": {m: ev["rate"] / rate for m, rate in sync.items()},
+        "cpu_ratio_limit": ev["cpu_rate"] / limit_cpu,
+        "cpu_ratio_replay": ev["cpu_rate"] / replay["cpu_rate"],
     }
 
 
 def markdown_table(rows: list[dict], num_envs: int) -> str:
     naive = any(r["evaluate_naive"] is not None for r in rows)
-    head = f"| task (N = {num_envs}) | cpu evaluate + MLP | "
-    head += "naive (no overlap) | " if naive else ""
-    head += "physics limit | SyncVectorEnv + MLP | evaluate / limit | evaluate / SyncVectorEnv |"
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    sizes = list(rows[0]["sync_vector_env"]) if rows else []
+    cols = [f"task (N = {num_envs})", "cpu evaluate + MLP"]
+    cols += ["naive (no overlap)"] if naive else []
+    cols += ["physics limit", "replayed MLP actions"]
+    cols += [f"SyncVectorEnv x{m} + MLP" for m in sizes]
+    cols += ["evaluate / limit", "evaluate / replay"]
+    cols += [f"evaluate / Sync x{m}" for m in sizes]
+    cols += ["CPU-time: evaluate / limit", "CPU-time: evaluate / replay"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
-        cells = [r["env_id"], f"{r['evaluate']:,.0f}"]
+        cells = [r["env_id"], f"{r['evaluate']['rate']:,.0f}"]
         if naive:
-            cells.append(f"{r['evaluate_naive']:,.0f}" if r["evaluate_naive"] else "")
-        cells += [
-            f"{r['physics_limit']:,.0f}",
-            f"{r['sync_vector_env']:,.0f}",
-            f"{r['ratio_limit']:.2f}x",
-            f"{r['ratio_sync']:.1f}x",
-        ]
+            cells.append(f"{r['evaluate_naive']['rate']:,.0f}" if r["evaluate_naive"] else "")
+        cells += [f"{r['physics_limit']:,.0f}", f"{r['replay_limit']['rate']:,.0f}"]
+        cells += [f"{r['sync_vector_env'][m]:,.0f}" for m in sizes]
+        cells += [f"{r['ratio_limit']:.2f}", f"{r['ratio_replay']:.2f}"]
+        cells += [f"{r['ratio_sync'][m]:.1f}" for m in sizes]
+        cells += [f"{r['cpu_ratio_limit']:.2f}", f"{r['cpu_ratio_replay']:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -197,9 +295,11 @@ def run(args: argparse.Namespace) -> int:
     for env_id in args.env_ids:
         row = measure_task(env_id, args)
         rows.append(row)
+        sync = ", ".join(f"x{m} {v:,.0f}" for m, v in row["sync_vector_env"].items())
         print(
-            f"{env_id}: evaluate {row['evaluate']:,.0f}, limit {row['physics_limit']:,.0f}, "
-            f"SyncVectorEnv {row['sync_vector_env']:,.0f} env-steps/s",
+            f"{env_id}: evaluate {row['evaluate']['rate']:,.0f}, "
+            f"limit {row['physics_limit']:,.0f}, replay {row['replay_limit']['rate']:,.0f}, "
+            f"SyncVectorEnv {sync} env-steps/s",
             flush=True,
         )
     table = markdown_table(rows, args.num_envs)
