@@ -303,13 +303,13 @@ def train_bc(
             sps = (done - s0) / max(time.perf_counter() - t0, 1e-9)
             row = {
                 "step": done,
-                "loss": float(loss),
+                "loss": float(loss.detach()),
                 "val_loss": val_loss,
                 "val_clean_mse": val_mse,
                 "lr": lr_at(cfg, step),
                 "steps_per_s": sps,
             }
-            bar.set_postfix(loss=f"{float(loss):.3g}", val=f"{val_loss:.3g}", sps=f"{sps:.0f}")
+            bar.set_postfix(loss=f"{row['loss']:.3g}", val=f"{val_loss:.3g}", sps=f"{sps:.0f}")
             if log_path is not None:
                 _write_log_row(log_path, row)
                 for key in LOG_FIELDS[1:]:
