@@ -113,3 +113,31 @@ def plot_trajectory_correlations(
         f"correlations and mixture weights along demo episode {episode} (red: the adversary acted)"
     )
     return save_figure(fig, path)
+
+
+# ------------------------------------------------------------------------------ CLI
+def add_arguments(parser: Any) -> None:
+    sub = parser.add_subparsers(dest="plot_command", metavar="{correlations,curves}", required=True)
+    corr = sub.add_parser("correlations", help="rho_k and pi_k along a demonstrated episode")
+    corr.add_argument("--policy", required=True, help="policy folder (choicenet head)")
+    corr.add_argument("--demos", required=True, help="DemoSet .h5 file")
+    corr.add_argument("--episode", type=int, default=None, help="episode id (default: mixed)")
+    corr.add_argument("--out", default="correlations.png", help="output PNG (+ SVG beside)")
+    curves = sub.add_parser("curves", help="learning curves of train_bc runs")
+    curves.add_argument("logs", nargs="+", help="log.csv files (label = parent folder)")
+    curves.add_argument("--out", default="learning_curves.png", help="output PNG (+ SVG)")
+
+
+def run(args: Any) -> int:
+    if args.plot_command == "correlations":
+        from choicebc.demoset import DemoSet
+        from choicebc.policy import BCPolicy
+
+        policy = BCPolicy.load(args.policy)
+        path = plot_trajectory_correlations(
+            policy, DemoSet.load(args.demos), args.out, episode=args.episode
+        )
+    else:
+        path = plot_learning_curves({Path(p).parent.name: p for p in args.logs}, args.out)
+    print(f"wrote {path} and {path.with_suffix('.svg')}")
+    return 0

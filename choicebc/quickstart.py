@@ -24,6 +24,8 @@ class QuickstartConfig:
 
     env_id: str = "HalfCheetah-v5"
     """task with a shipped expert"""
+    expert: str = ""
+    """expert folder (actor.safetensors + card.json); empty: the shipped one"""
     adversary: str = "flipped"
     """flipped, random, noisy or saboteur"""
     ratio: float = 0.3
@@ -82,7 +84,7 @@ def run_quickstart(cfg: QuickstartConfig) -> Path:
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
-    expert = cb.load_expert(cfg.env_id)
+    expert = cb.load_expert(cfg.env_id, path=cfg.expert or None)
     adversary = cb.make_adversary(cfg.adversary, expert)
     demos = cb.collect(
         cfg.env_id,
@@ -145,7 +147,7 @@ def run_quickstart(cfg: QuickstartConfig) -> Path:
         "| policy | return (mean ± std) | normalized score | mean episode length |",
         "|---|---|---|---|",
     ]
-    for label, res in {"Expert (shipped)": expert_res, **results}.items():
+    for label, res in {"Expert": expert_res, **results}.items():
         score = "n/a" if res.normalized_score is None else f"{res.normalized_score:.1f}"
         lines.append(
             f"| {label} | {res.mean_return:.0f} ± {res.std_return:.0f} | {score} | "
