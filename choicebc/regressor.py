@@ -199,10 +199,10 @@ class ChoiceNetRegressor(HeadRegressor):
     def __init__(
         self,
         n_mixtures: int = 5,
-        tau_inv: float = 1e-2,
+        tau_inv: float = 3e-2,
         lambda1: float = 0.1,
         lambda2: float = 1.0,
-        kl_weight: float = 1e-3,
+        kl_weight: float = 1.0,
         sigma_z: float = 1e-2,
         sigma_w_init: float = 1e-2,
         sampling: str = "closed_form",

@@ -116,16 +116,21 @@ def test_target_mixture_mean_is_mu_star_h_in_every_mode():
         head = seeded_head("choicenet", sampling=sampling).train()
         mix = head(h)
         assert torch.equal(mix.rho[:, 0], torch.ones(len(h)))
-        assert torch.allclose(mix.mu[:, 0], h @ head.mu_w, atol=1e-6)
+        h1 = torch.cat([h, torch.ones(len(h), 1)], dim=1)  # the Block acts on [h, 1]
+        assert torch.allclose(mix.mu[:, 0], head.target_mean(h), atol=1e-6)
+        assert torch.allclose(mix.mu[:, 0], h1 @ head.mu_w, atol=1e-6)
         assert torch.allclose(mix.var[:, 0], torch.full_like(mix.var[:, 0], head.tau_inv))
-        assert torch.allclose(head.eval().predict(h), h @ head.mu_w, atol=1e-6)
+        assert torch.allclose(head.eval().predict(h), head.target_mean(h), atol=1e-6)
 
 
 def test_eq6_variances_and_eval_means():
     head = seeded_head("choicenet", n_mixtures=4).eval()
     h = features()
     mix = head(h)
-    sigma0 = head.sigma0_layer(h).exp()
+    d, k = D, 4
+    sigma0 = torch.nn.functional.linear(h, head.block.weight[-d:], head.gate_bias("sigma0")).exp()
+    assert torch.allclose(head.correlations(h), mix.rho)
+    assert head.gate_bias("pi").shape == (k,) and head.gate_bias("rho").shape == (k - 1,)
     expected_var = (1 - mix.rho**2).unsqueeze(-1) * sigma0.unsqueeze(1) + head.tau_inv
     assert torch.allclose(mix.var, expected_var, rtol=1e-5)
     assert torch.allclose(mix.mu, mix.rho.unsqueeze(-1) * mix.mu[:, :1], atol=1e-6)
@@ -139,7 +144,7 @@ def test_closed_form_and_sampled_means_agree_in_distribution():
     for sampling in ("closed_form", "sample"):
         head = seeded_head("choicenet", n_mixtures=3, sigma_z=0.5, sampling=sampling).train()
         with torch.no_grad():
-            head.rho_layer.bias.copy_(torch.tensor([-1.0, 0.4]))  # rho = tanh(... -1), tanh(..0.4)
+            head.gate_bias("rho").copy_(torch.tensor([-1.0, 0.4]))  # rho_2 < 0 < rho_3
         torch.manual_seed(7)
         with torch.no_grad():
             draws[sampling] = torch.stack([head(h).mu[0, 1:, 0] for _ in range(3000)])
@@ -217,7 +222,7 @@ def test_extreme_features_stay_finite(name, scale):
 def test_choicenet_with_saturated_rho_has_finite_loss_and_gradients(sampling, sign):
     head = seeded_head("choicenet", sampling=sampling).train()
     with torch.no_grad():
-        head.rho_layer.bias.fill_(sign * 50.0)  # tanh(50) == 1.0 exactly in float32
+        head.gate_bias("rho").fill_(sign * 50.0)  # tanh(50) == 1.0 exactly in float32
     h = features()
     mix = head(h)
     assert (mix.rho.abs() == 1.0).all()

@@ -10,13 +10,14 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from choicebc.heads.base import VAR_FLOOR, Head, Mixture, register_head
-from choicebc.heads.cholesky import cholesky_transform, correlated_mean_moments, one_minus_rho2
+from choicebc.heads.cholesky import cholesky_transform, one_minus_rho2
 
-LOG_SIGMA0_RANGE = (-12.0, 8.0)
-"""Clamp on log Sigma_0: exp never overflows for |h| up to 1e4."""
+LOG_SIGMA0_MAX = 8.0
+"""Upper clamp on log Sigma_0: exp never overflows for |h| up to 1e4."""
 
 SAMPLING_MODES = ("closed_form", "sample", "mean")
 
@@ -28,12 +29,17 @@ class ChoiceNetHead(Head):
     Args:
         n_mixtures: K, including the target mixture (default 5, as the paper).
         tau_inv: tau^-1, the variance every mixture keeps (eq. (6)); it is the target
-            mixture's whole variance, since 1 - rho_1^2 = 0 (default 1e-2).
-        lambda1: weight of the L2 loss on mu_1 (eq. (7)). Non-zero breaks the sign symmetry
-            of tanh rho: with lambda1 = 0 a network can fit mu_1 = -y with every rho_k = -1
-            and pi split (see docs); default 0.1.
+            mixture's whole variance, since 1 - rho_1^2 = 0. In units of the (standardised)
+            target's variance; it must not be far below the inliers' noise variance, or a
+            mixture with rho ~ 1 and a larger variance out-competes the target (default 3e-2).
+        lambda1: weight of the L2 loss on mu_1 (eq. (7)); a small pull towards the data that
+            makes mu_1 point the right way early in training (default 0.1).
         lambda2: weight of the mixture negative log-likelihood (eq. (7)), default 1.
-        kl_weight: weight of KL(softmax(rho) || pi) (eq. (8)), default 1e-3.
+        kl_weight: weight of KL(softmax(rho) || pi) (eq. (8)). This term is what identifies the
+            target: without it the likelihood is unchanged if mu_1 flips sign and a rho = -1
+            mixture takes its weight. At 1 (= lambda2) pi follows the correlations and the
+            flipped solution costs ~1 nat per sample (default 1; see
+            ``scripts/reproduce_regression.py ablation``).
         sigma_z: std of the auxiliary matrix Z (eq. (5)); must be > 0. It sets the sampling
             noise of mu_k: std = sqrt(1 - rho_k^2) * sigma_z * ||h|| (default 1e-2).
         sigma_w_init: std of W_* ~ N(mu_*, sigma_W^2) for ``sampling="sample"``. It cancels in
@@ -52,18 +58,18 @@ class ChoiceNetHead(Head):
         in_features: int,
         out_features: int,
         n_mixtures: int = 5,
-        tau_inv: float = 1e-2,
+        tau_inv: float = 3e-2,
         lambda1: float = 0.1,
         lambda2: float = 1.0,
-        kl_weight: float = 1e-3,
+        kl_weight: float = 1.0,
         sigma_z: float = 1e-2,
         sigma_w_init: float = 1e-2,
         sampling: str = "closed_form",
     ) -> None:
         if n_mixtures < 2:
             raise ValueError(f"ChoiceNet needs n_mixtures >= 2 (target + others), got {n_mixtures}")
-        if min(sigma_z, tau_inv, sigma_w_init) <= 0:
-            raise ValueError("sigma_z, tau_inv and sigma_w_init must be > 0")
+        if min(sigma_z, sigma_w_init) <= 0 or tau_inv < VAR_FLOOR:
+            raise ValueError(f"sigma_z, sigma_w_init must be > 0 and tau_inv >= {VAR_FLOOR}")
         if min(lambda1, lambda2, kl_weight) < 0:
             raise ValueError("lambda1, lambda2 and kl_weight must be >= 0")
         if sampling not in SAMPLING_MODES:
@@ -81,60 +87,89 @@ class ChoiceNetHead(Head):
             sampling=sampling,
         )
         self.k = n_mixtures
+        self._log_2pi_d = out_features * math.log(2 * math.pi)
         self.tau_inv, self.lambda1, self.lambda2 = tau_inv, lambda1, lambda2
         self.kl_weight, self.sigma_z, self.sampling = kl_weight, sigma_z, sampling
-        q, d = in_features, out_features
-        bound = 1.0 / math.sqrt(q)
-        self.mu_w = torch.nn.Parameter(torch.empty(q, d).uniform_(-bound, bound))  # mu_*
+        q, d, k = in_features, out_features, n_mixtures
+        # One affine map of h for mu_* and the three gates, [mu_* | W_rho | W_pi | W_Sigma0]:
+        # a single matmul is most of the head's cost. The mu_* rows carry a bias, i.e. the
+        # Cholesky Block acts on the augmented feature [h, 1] (W_* in R^{(Q+1) x D}).
+        self.block = torch.nn.Linear(q, d + (k - 1) + k + d)
+        self._split = [d, k - 1, k, d]
         # Sigma_* cancels in eq. (5) (only W - mu_* = sigma_W eps enters, times sigma_Z / sigma_W),
         # so a trainable log sigma_W would get an exactly-zero gradient: keep it as a buffer.
-        self.register_buffer("log_sigma_w", torch.full((q, d), math.log(sigma_w_init)))
-        self.rho_layer = torch.nn.Linear(q, n_mixtures - 1)  # W_{h->rho}
-        self.pi_layer = torch.nn.Linear(q, n_mixtures)  # W_{h->pi}
-        self.sigma0_layer = torch.nn.Linear(q, d)  # W_{h->Sigma_0}
+        self.register_buffer("log_sigma_w", torch.full((q + 1, d), math.log(sigma_w_init)))
+
+    @property
+    def mu_w(self) -> Tensor:
+        """``(Q + 1, D)`` mu_*, the target weight mean for the augmented feature [h, 1]."""
+        d = self.out_features
+        return torch.cat([self.block.weight[:d].T, self.block.bias[:d].unsqueeze(0)])
+
+    def gate_bias(self, gate: str) -> Tensor:
+        """View of the bias of ``"mu"``, ``"rho"``, ``"pi"`` or ``"sigma0"`` in :attr:`block`."""
+        index = ("mu", "rho", "pi", "sigma0").index(gate)
+        start = sum(self._split[:index])
+        return self.block.bias[start : start + self._split[index]]
+
+    def target_mean(self, h: Tensor) -> Tensor:
+        """``(N, D)`` mu_1 = mu_* [h, 1], the prediction."""
+        d = self.out_features
+        return F.linear(h, self.block.weight[:d], self.block.bias[:d])
 
     def correlations(self, h: Tensor) -> Tensor:
         """``(N, K)`` rho: column 0 is the target's 1, the rest ``tanh(W_rho h)``."""
-        rest = torch.tanh(self.rho_layer(h))
+        d, k = self.out_features, self.k
+        rows = slice(d, d + k - 1)
+        rest = torch.tanh(F.linear(h, self.block.weight[rows], self.block.bias[rows]))
         return torch.cat([torch.ones_like(rest[:, :1]), rest], dim=1)
 
     def forward(self, h: Tensor) -> Mixture:
         """Mixture for features ``h (N, Q)``: ``log_pi, rho (N, K)``, ``mu, var (N, K, D)``.
 
-        ``mu[:, 0]`` is exactly ``mu_* h`` in every mode (rho_1 = 1 leaves no noise); the other
-        means are drawn as ``sampling`` says while training and are ``rho_k mu_* h`` in eval.
+        ``mu[:, 0]`` is exactly ``mu_* [h, 1]`` in every mode (rho_1 = 1 leaves no noise); the
+        other means are drawn as ``sampling`` says while training, ``rho_k mu_1`` in eval.
         """
-        rho = self.correlations(h)  # (N, K)
-        log_pi = torch.log_softmax(self.pi_layer(h), dim=-1)
-        log_sigma0 = self.sigma0_layer(h).clamp(*LOG_SIGMA0_RANGE)
-        sigma0 = log_sigma0.exp().unsqueeze(1)  # (N, 1, D)
-        var = one_minus_rho2(rho).unsqueeze(-1) * sigma0 + self.tau_inv  # eq. (6)
-        sigma_z = torch.full_like(self.mu_w, self.sigma_z)
+        target, rho_logit, pi_logit, log_sigma0 = self.block(h).split(self._split, dim=1)
+        rho_rest = torch.tanh(rho_logit)  # (N, K-1)
+        rho = torch.cat([torch.ones_like(rho_rest[:, :1]), rho_rest], dim=1)  # rho_1 = 1
+        one_minus = one_minus_rho2(rho)  # (N, K); column 0 is the floor, ~1e-12
+        sigma0 = log_sigma0.clamp(max=LOG_SIGMA0_MAX).exp()  # (N, D); exp(-big) = 0 is harmless
+        var = one_minus.unsqueeze(-1) * sigma0.unsqueeze(1) + self.tau_inv  # eq. (6)
         mode = self.sampling if self.training else "mean"
         if mode == "sample":
-            others = self._sampled_means(h, rho[:, 1:], sigma_z)
+            others = self._sampled_means(h, rho_rest)
         else:
-            mean, mean_var = correlated_mean_moments(h, rho[:, 1:], self.mu_w, sigma_z)
-            others = mean
-            if mode == "closed_form":  # local reparameterisation of mu_k = W~_k h
-                others = mean + mean_var.sqrt() * torch.randn_like(mean)
-        target = (h @ self.mu_w).unsqueeze(1)  # mu_1 = mu_* h  (rho_1 = 1)
-        mu = torch.cat([target, others], dim=1)
-        return Mixture(log_pi=log_pi, mu=mu, var=var.clamp_min(VAR_FLOOR), rho=rho)
+            others = rho_rest.unsqueeze(-1) * target.unsqueeze(1)  # E[mu_k] = rho_k mu_1
+            if mode == "closed_form":
+                # local reparameterisation: sd(mu_k) = sqrt(1 - rho_k^2) sigma_Z ||[h, 1]||, the
+                # same for every output d as sigma_Z is a scalar (cf. correlated_mean_moments)
+                h_norm = torch.linalg.vector_norm(h, dim=-1, keepdim=True)  # grad 0 at h = 0
+                h_norm = torch.hypot(h_norm, torch.ones_like(h_norm))  # ||[h, 1]||
+                sd = one_minus[:, 1:].sqrt() * (self.sigma_z * h_norm)  # (N, K-1)
+                others = others + sd.unsqueeze(-1) * torch.randn_like(others)
+        return Mixture(
+            log_pi=torch.log_softmax(pi_logit, dim=-1),
+            mu=torch.cat([target.unsqueeze(1), others], dim=1),
+            var=var,  # >= tau_inv >= VAR_FLOOR
+            rho=rho,
+        )
 
-    def _sampled_means(self, h: Tensor, rho: Tensor, sigma_z: Tensor) -> Tensor:
-        """``(N, K', D)`` mu_k = W~_k h for correlations ``rho (N, K')``, one (W_*, Z) draw per
-        batch pushed through eq. (5).
+    def _sampled_means(self, h: Tensor, rho: Tensor) -> Tensor:
+        """``(N, K', D)`` mu_k = W~_k [h, 1] for correlations ``rho (N, K')``, with one
+        (W_*, Z) draw per batch pushed through eq. (5).
 
         rho varies per example, so W~_k does too; since eq. (5) is affine in (W, Z) for a
         fixed rho, ``W~_k h`` is assembled from ``mu_* h``, ``(W - mu_*) h`` and ``Z h``
         without materialising a (N, K, Q, D) tensor.
         """
+        mu_w = self.mu_w  # (Q + 1, D)
+        h1 = torch.cat([h, torch.ones_like(h[:, :1])], dim=1)
         sigma_w = self.log_sigma_w.exp()
-        w = self.mu_w + sigma_w * torch.randn_like(self.mu_w)  # W_* ~ N(mu_*, sigma_W^2)
-        z = sigma_z * torch.randn_like(self.mu_w)  # Z ~ N(0, sigma_Z^2)
+        w = mu_w + sigma_w * torch.randn_like(mu_w)  # W_* ~ N(mu_*, sigma_W^2)
+        z = self.sigma_z * torch.randn_like(mu_w)  # Z ~ N(0, sigma_Z^2)
         r = rho.unsqueeze(-1)  # (N, K', 1)
-        basis = torch.stack([h @ self.mu_w, h @ ((sigma_z / sigma_w) * (w - self.mu_w)), h @ z])
+        basis = torch.stack([h1 @ mu_w, h1 @ ((self.sigma_z / sigma_w) * (w - mu_w)), h1 @ z])
         # eq. (5) with mu_w -> mu_* h, (w - mu) sigma_z / sigma_w -> basis[1], z -> basis[2]
         return cholesky_transform(
             w=basis[1].unsqueeze(1) + basis[0].unsqueeze(1),
@@ -146,11 +181,17 @@ class ChoiceNetHead(Head):
         )
 
     def loss(self, mixture: Mixture, y: Tensor) -> Tensor:
-        nll = -mixture.log_prob(y).mean()  # eq. (7), second term
-        l2 = ((y - mixture.mu[:, 0]) ** 2).sum(-1).mean()  # eq. (7), first term
-        rho_bar = torch.softmax(mixture.rho, dim=-1)
-        kl = (rho_bar * (torch.log_softmax(mixture.rho, dim=-1) - mixture.log_pi)).sum(-1)
-        return self.lambda1 * l2 + self.lambda2 * nll + self.kl_weight * kl.mean()  # eq. (8)
+        """``lambda1 ||y - mu_1||^2 + lambda2 NLL`` (eq. (7)) ``+ kl_weight KL`` (eq. (8)), means
+        over the batch; ``y (N, D)``. Same value as :meth:`Mixture.log_prob`, fewer ops."""
+        sq = (y.unsqueeze(1) - mixture.mu) ** 2  # (N, K, D)
+        log_density = torch.addcdiv(mixture.var.log(), sq, mixture.var).sum(-1)  # x (-1/2), + c
+        log_lik = torch.logsumexp(mixture.log_pi - 0.5 * log_density, dim=-1).mean()  # + c
+        l2 = sq[:, 0].sum(-1).mean()  # eq. (7), first term: ||y - mu_1||^2
+        log_rho_bar = torch.log_softmax(mixture.rho, dim=-1)
+        kl = F.kl_div(mixture.log_pi, log_rho_bar, reduction="batchmean", log_target=True)  # (8)
+        # eq. (7): lambda1 L2 + lambda2 NLL; eq. (8): + kl_weight KL(softmax(rho) || pi)
+        nll = 0.5 * self._log_2pi_d - log_lik
+        return self.lambda1 * l2 + self.lambda2 * nll + self.kl_weight * kl
 
     def mode(self, mixture: Mixture) -> Tensor:
         """The target mixture's mean mu_1 (rho_1 = 1)."""
