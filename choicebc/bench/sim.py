@@ -6,9 +6,6 @@ For each task, in one run and with N simulations:
   loop (two half-batches in flight); optionally (``--naive``) the same without the overlap;
 * **physics limit**: one ``mujoco.batch.Batch`` of N simulations stepped with uniform random
   actions, no observation, no policy — measured before and after the evaluation, averaged;
-* **replay**: the same batch replaying the actions the MLP took (recorded beforehand): the
-  physics of the evaluated trajectories without policy or observations, which separates the
-  evaluator's overhead from the cost of the states the policy drives the bodies into;
 * **SyncVectorEnv**: gymnasium's ``SyncVectorEnv`` of ``gym.make`` envs with the same policy, with
   8 envs (the configuration of ``BENCHMARKS.md``'s reference figure, which the ">= 4x" target is
   set against) and with N envs (same N; a serial loop of single envs cannot beat one env's rate).
@@ -16,8 +13,9 @@ For each task, in one run and with N simulations:
 The policy is a random-weight 256x256 MLP whose output layer is scaled by 10, so its tanh actions
 spread over the action box like the random actions of the physics-limit run. At default
 initialisation its actions are near zero, the bodies come to rest on the floor and the physics
-costs ~25% more per step (more contacts) than under random actions; even so, its actions persist
-from step to step and the replay column shows what the trajectories themselves cost.
+costs ~25% more per step (more contacts) than under random actions. Even scaled, its actions
+persist from step to step, and the states it drives the bodies into can cost more physics than
+random actions do: part of any gap to the limit is the workload, not the evaluator.
 
 Machines here are shared: compare the ratios, measured side by side. Besides wall-clock rates the
 table gives CPU-time ratios (env-steps per CPU-second of this process, all threads): on a host
@@ -67,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--limit-steps",
         type=int,
         default=60,
-        help="batch steps of each physics-limit run (before and after) and of the replay",
+        help="batch steps of each physics-limit run (one before, one after the evaluation)",
     )
     parser.add_argument(
         "--sync-num-envs",
@@ -148,37 +146,6 @@ def physics_limit(env_id: str, num_envs: int, steps: int, seed: int) -> dict:
     return {"rate": num_envs * steps / t.wall, "cpu_rate": num_envs * steps / t.cpu}
 
 
-def replay_limit(env_id: str, policy, num_envs: int, steps: int, seed: int) -> dict:
-    """The batch replaying the actions ``policy`` took (recorded first): same physics, no policy.
-
-    The bodies go where the policy drives them, which can cost more physics per step than
-    random actions (e.g. more contacts); this rate isolates the evaluator's own overhead. The
-    replay is exact until a slot's first episode ends (the replay does not reset).
-    """
-    import torch
-
-    from choicebc.sim.cpu import CpuBatchedEnv
-
-    env = CpuBatchedEnv(env_id, num_envs, seed)
-    obs, _ = env.reset()
-    recorded = []
-    with torch.inference_mode():
-        for _ in range(steps):
-            actions = np.clip(
-                policy(torch.from_numpy(obs)).numpy(), env.action_low, env.action_high
-            )
-            recorded.append(actions)
-            obs, *_ = env.step(actions)
-    env.close()
-    task, batch = _stepped_batch(env_id, num_envs, seed)
-    ctrl = batch.bind("ctrl")
-    with Timer() as t:
-        for actions in recorded:
-            ctrl[:] = actions
-            batch.step(nstep=task.frame_skip)
-    return {"rate": num_envs * steps / t.wall, "cpu_rate": num_envs * steps / t.cpu}
-
-
 def sync_vector_env(env_id: str, policy, num_envs: int, steps: int, seed: int) -> float:
     """Env-steps/s of gymnasium's ``SyncVectorEnv`` with ``policy`` in the loop."""
     import gymnasium as gym
@@ -235,7 +202,6 @@ def measure_task(env_id: str, args: argparse.Namespace) -> dict:
         naive = None
         if args.naive:
             naive = timed_evaluate(policy, env_id, ev["episodes"], n, seed, pipeline=False)
-        replay = replay_limit(env_id, policy, n, args.limit_steps, seed)
         after = physics_limit(env_id, n, args.limit_steps, seed + 1)
         sync = {
             m: sync_vector_env(env_id, policy, m, max(1, args.sync_env_steps // m), seed)
@@ -251,13 +217,10 @@ def measure_task(env_id: str, args: argparse.Namespace) -> dict:
         "evaluate_naive": naive,
         "physics_limit": limit,
         "physics_limit_runs": [before, after],
-        "replay_limit": replay,
         "sync_vector_env": sync,
         "ratio_limit": ev["rate"] / limit,
-        "ratio_replay": ev["rate"] / replay["rate"],
         "ratio_sync": {m: ev["rate"] / rate for m, rate in sync.items()},
         "cpu_ratio_limit": ev["cpu_rate"] / limit_cpu,
-        "cpu_ratio_replay": ev["cpu_rate"] / replay["cpu_rate"],
     }
 
 
@@ -266,21 +229,21 @@ def markdown_table(rows: list[dict], num_envs: int) -> str:
     sizes = list(rows[0]["sync_vector_env"]) if rows else []
     cols = [f"task (N = {num_envs})", "cpu evaluate + MLP"]
     cols += ["naive (no overlap)"] if naive else []
-    cols += ["physics limit", "replayed MLP actions"]
+    cols += ["physics limit"]
     cols += [f"SyncVectorEnv x{m} + MLP" for m in sizes]
-    cols += ["evaluate / limit", "evaluate / replay"]
+    cols += ["evaluate / limit"]
     cols += [f"evaluate / Sync x{m}" for m in sizes]
-    cols += ["CPU-time: evaluate / limit", "CPU-time: evaluate / replay"]
+    cols += ["CPU-time: evaluate / limit"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         cells = [r["env_id"], f"{r['evaluate']['rate']:,.0f}"]
         if naive:
             cells.append(f"{r['evaluate_naive']['rate']:,.0f}" if r["evaluate_naive"] else "")
-        cells += [f"{r['physics_limit']:,.0f}", f"{r['replay_limit']['rate']:,.0f}"]
+        cells.append(f"{r['physics_limit']:,.0f}")
         cells += [f"{r['sync_vector_env'][m]:,.0f}" for m in sizes]
-        cells += [f"{r['ratio_limit']:.2f}", f"{r['ratio_replay']:.2f}"]
+        cells.append(f"{r['ratio_limit']:.2f}")
         cells += [f"{r['ratio_sync'][m]:.1f}" for m in sizes]
-        cells += [f"{r['cpu_ratio_limit']:.2f}", f"{r['cpu_ratio_replay']:.2f}"]
+        cells.append(f"{r['cpu_ratio_limit']:.2f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -298,7 +261,7 @@ def run(args: argparse.Namespace) -> int:
         sync = ", ".join(f"x{m} {v:,.0f}" for m, v in row["sync_vector_env"].items())
         print(
             f"{env_id}: evaluate {row['evaluate']['rate']:,.0f}, "
-            f"limit {row['physics_limit']:,.0f}, replay {row['replay_limit']['rate']:,.0f}, "
+            f"limit {row['physics_limit']:,.0f}, "
             f"SyncVectorEnv {sync} env-steps/s",
             flush=True,
         )
