@@ -5,8 +5,9 @@ and every one of them is run to its end, however long it takes; the result lists
 order. (Taking "the first n episodes that finish" in a vectorised env would favour short ones.)
 With a policy that treats rows independently, the returns do not depend on ``num_envs``.
 
-On the ``cpu`` backend two half-batches are in flight: while MuJoCo's threads step one half,
-Python computes the other half's observations, rewards and actions.
+On the ``cpu`` backend two half-batches are in flight, each stepped on half of the cores: while
+MuJoCo's threads step one half, Python computes the other half's observations, rewards and
+actions.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -293,47 +295,42 @@ def _run_sequential(
 def _run_pipelined(
     act: PolicyFn, env_id: str, n: int, seed: int, log: _EpisodeLog, kwargs: dict
 ) -> float:
-    """cpu backend, two half-batches sharing one episode schedule, physics of one half in flight
-    while the other half is post-processed and its policy evaluated. Returns the wall time."""
+    """cpu backend: two half-batches, each stepped by its own thread, share one episode schedule.
+
+    Both halves' physics are in flight at once, each on half of the cores; whenever one half's
+    step is done, this thread computes that half's observations, rewards and next actions while
+    the other half's physics keeps running. Returns the wall time.
+    """
     from choicebc.sim.cpu import CpuBatchedEnv
 
+    kwargs = {"nthread": max(1, (os.cpu_count() or 2) // 2), **kwargs}
     schedule = EpisodeSchedule(seed, limit=log.returns.shape[0])
     sizes = (math.ceil(n / 2), n // 2)
     halves = [CpuBatchedEnv(env_id, size, seed, schedule=schedule, **kwargs) for size in sizes]
     try:
         start = time.perf_counter()
-        obs, running, running_seeds = [], [], []
+        running, running_seeds = [], []
         for half in halves:
-            o, info = half.reset()
-            obs.append(o)
+            obs, info = half.reset()
             running.append(info["episode_index"])
             running_seeds.append(info["episode_seed"])
-        actions = [_act_active(act, obs[0], halves[0]), None]
-        halves[0].step_async(actions[0])
-        in_flight = [True, False]
-        actions[1] = _act_active(act, obs[1], halves[1])
+            half.step_async(_act_active(act, obs, half))
+        in_flight = [True, True]
         while not log.complete:
-            progressed = False
-            for h in (0, 1):
-                other = 1 - h
-                if in_flight[h]:
-                    halves[h].wait_physics()
-                if not in_flight[other] and halves[other].active.any():
-                    halves[other].step_async(actions[other])
-                    in_flight[other] = True
+            if not any(in_flight):
+                raise RuntimeError("evaluation stalled: no slot is running an episode")
+            for h, half in enumerate(halves):
                 if not in_flight[h]:
                     continue
-                obs[h], _, terminated, truncated, info = halves[h].step_wait()
+                obs, _, terminated, truncated, info = half.step_wait()
                 in_flight[h] = False
-                progressed = True
                 log.record(running[h], running_seeds[h], terminated | truncated, info)
                 running[h], running_seeds[h] = info["episode_index"], info["episode_seed"]
                 if log.complete:
                     break
                 if info["active"].any():
-                    actions[h] = _act_active(act, obs[h], halves[h])
-            if not progressed and not log.complete:
-                raise RuntimeError("evaluation stalled: no slot is running an episode")
+                    half.step_async(_act_active(act, obs, half))
+                    in_flight[h] = True
         return time.perf_counter() - start
     finally:
         for half in halves:

@@ -78,6 +78,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--sync-env-steps", type=int, default=5120, help="env-steps per SyncVectorEnv run"
     )
     parser.add_argument("--naive", action="store_true", help="also time evaluate without overlap")
+    parser.add_argument(
+        "--workload-steps",
+        type=int,
+        default=0,
+        help="also replay this many steps of the MLP's actions vs random ones (CPU time)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of policy, actions and episodes")
     parser.add_argument("--out", default="results/bench_sim.json", help="JSON output path")
 
@@ -146,6 +152,48 @@ def physics_limit(env_id: str, num_envs: int, steps: int, seed: int) -> dict:
     return {"rate": num_envs * steps / t.wall, "cpu_rate": num_envs * steps / t.cpu}
 
 
+def workload(env_id: str, policy, num_envs: int, steps: int, seed: int) -> dict:
+    """Physics cost of the policy's own trajectories vs random actions, in CPU time.
+
+    Records ``steps`` actions of ``policy`` in a cpu env, then steps fresh batches from the same
+    initial states with those actions (a replay: no policy, no observations) and with uniform
+    random actions. The replay is exact until a slot's first episode ends (it does not reset).
+
+    Returns:
+        env-steps per CPU-second of the replay and of the random run, and their ratio.
+    """
+    import torch
+
+    from choicebc.sim.cpu import CpuBatchedEnv
+
+    env = CpuBatchedEnv(env_id, num_envs, seed)
+    obs, _ = env.reset()
+    recorded = []
+    with torch.inference_mode():
+        for _ in range(steps):
+            actions = policy(torch.from_numpy(obs)).numpy()
+            recorded.append(np.clip(actions, env.action_low, env.action_high))
+            obs, *_ = env.step(recorded[-1])
+    env.close()
+    rng = np.random.default_rng(seed)
+    random_actions = [rng.uniform(env.action_low, env.action_high, a.shape) for a in recorded]
+    cpu = {}
+    for name, sequence in (("replay", recorded), ("random", random_actions)):
+        task, batch = _stepped_batch(env_id, num_envs, seed)
+        ctrl = batch.bind("ctrl")
+        with Timer() as t:
+            for actions in sequence:
+                ctrl[:] = actions
+                batch.step(nstep=task.frame_skip)
+        cpu[name] = num_envs * steps / t.cpu
+    return {
+        "steps": steps,
+        "replay_cpu_rate": cpu["replay"],
+        "random_cpu_rate": cpu["random"],
+        "policy_physics_cost": cpu["random"] / cpu["replay"],
+    }
+
+
 def sync_vector_env(env_id: str, policy, num_envs: int, steps: int, seed: int) -> float:
     """Env-steps/s of gymnasium's ``SyncVectorEnv`` with ``policy`` in the loop."""
     import gymnasium as gym
@@ -202,6 +250,9 @@ def measure_task(env_id: str, args: argparse.Namespace) -> dict:
         naive = None
         if args.naive:
             naive = timed_evaluate(policy, env_id, ev["episodes"], n, seed, pipeline=False)
+        cost = None
+        if args.workload_steps:
+            cost = workload(env_id, policy, n, args.workload_steps, seed)
         after = physics_limit(env_id, n, args.limit_steps, seed + 1)
         sync = {
             m: sync_vector_env(env_id, policy, m, max(1, args.sync_env_steps // m), seed)
@@ -221,6 +272,8 @@ def measure_task(env_id: str, args: argparse.Namespace) -> dict:
         "ratio_limit": ev["rate"] / limit,
         "ratio_sync": {m: ev["rate"] / rate for m, rate in sync.items()},
         "cpu_ratio_limit": ev["cpu_rate"] / limit_cpu,
+        "workload": cost,
+        "cpu_ratio_replay": ev["cpu_rate"] / cost["replay_cpu_rate"] if cost else None,
     }
 
 
@@ -234,6 +287,8 @@ def markdown_table(rows: list[dict], num_envs: int) -> str:
     cols += ["evaluate / limit"]
     cols += [f"evaluate / Sync x{m}" for m in sizes]
     cols += ["CPU-time: evaluate / limit"]
+    replay = any(r["workload"] for r in rows)
+    cols += ["physics CPU: MLP actions / random", "CPU-time: evaluate / replay"] if replay else []
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         cells = [r["env_id"], f"{r['evaluate']['rate']:,.0f}"]
@@ -244,6 +299,13 @@ def markdown_table(rows: list[dict], num_envs: int) -> str:
         cells.append(f"{r['ratio_limit']:.2f}")
         cells += [f"{r['ratio_sync'][m]:.1f}" for m in sizes]
         cells.append(f"{r['cpu_ratio_limit']:.2f}")
+        if replay:
+            w = r["workload"]
+            cells += (
+                [f"{w['policy_physics_cost']:.2f}", f"{r['cpu_ratio_replay']:.2f}"]
+                if w
+                else ["", ""]
+            )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
