@@ -202,10 +202,12 @@ class ChoiceNetRegressor(HeadRegressor):
         tau_inv: float = 3e-2,
         lambda1: float = 0.1,
         lambda2: float = 1.0,
-        kl_weight: float = 1.0,
+        kl_weight: float = 0.3,
         sigma_z: float = 1e-2,
         sigma_w_init: float = 1e-2,
         sampling: str = "closed_form",
+        kl_stop_grad_rho: bool = False,
+        rho_init: float = 0.0,
         hidden_sizes: tuple[int, ...] = (64, 64, 64),
         steps: int = 3000,
         batch_size: int = 256,
@@ -224,6 +226,8 @@ class ChoiceNetRegressor(HeadRegressor):
         self.sigma_z = sigma_z
         self.sigma_w_init = sigma_w_init
         self.sampling = sampling
+        self.kl_stop_grad_rho = kl_stop_grad_rho
+        self.rho_init = rho_init
         super().__init__(
             head="choicenet",
             head_kwargs=None,
@@ -248,6 +252,8 @@ class ChoiceNetRegressor(HeadRegressor):
             "sigma_z": self.sigma_z,
             "sigma_w_init": self.sigma_w_init,
             "sampling": self.sampling,
+            "kl_stop_grad_rho": self.kl_stop_grad_rho,
+            "rho_init": self.rho_init,
         }
 
     def correlations(self, X: Any) -> np.ndarray:

@@ -49,6 +49,11 @@ class ChoiceNetHead(Head):
             reparameterisation: mu_k ~ N(rho_k mu_* h, (1 - rho_k^2) h^2 sigma_Z^2) per
             example), ``"sample"`` (one W_*, Z draw per batch through eq. (5)), or ``"mean"``
             (no noise). In eval mode mu_k is always its mean, so mu_1 = mu_* h.
+        kl_stop_grad_rho: let the KL of eq. (8) shape pi only (rho_bar is a constant
+            target). With the gradient reaching rho, the KL pulls rho_k up wherever pi_k is
+            large, which fights rho = -1 for a flipped demonstrator (default False: as the
+            paper, the gradient reaches both).
+        rho_init: initial correlation of mixtures 2..K (the bias of W_rho is atanh of it).
     """
 
     name = "choicenet"
@@ -61,10 +66,12 @@ class ChoiceNetHead(Head):
         tau_inv: float = 3e-2,
         lambda1: float = 0.1,
         lambda2: float = 1.0,
-        kl_weight: float = 1.0,
+        kl_weight: float = 0.3,
         sigma_z: float = 1e-2,
         sigma_w_init: float = 1e-2,
         sampling: str = "closed_form",
+        kl_stop_grad_rho: bool = False,
+        rho_init: float = 0.0,
     ) -> None:
         if n_mixtures < 2:
             raise ValueError(f"ChoiceNet needs n_mixtures >= 2 (target + others), got {n_mixtures}")
@@ -85,8 +92,13 @@ class ChoiceNetHead(Head):
             sigma_z=sigma_z,
             sigma_w_init=sigma_w_init,
             sampling=sampling,
+            kl_stop_grad_rho=kl_stop_grad_rho,
+            rho_init=rho_init,
         )
+        if not -1.0 < rho_init < 1.0:
+            raise ValueError(f"rho_init must be in (-1, 1), got {rho_init}")
         self.k = n_mixtures
+        self.kl_stop_grad_rho = kl_stop_grad_rho
         self._log_2pi_d = out_features * math.log(2 * math.pi)
         self.tau_inv, self.lambda1, self.lambda2 = tau_inv, lambda1, lambda2
         self.kl_weight, self.sigma_z, self.sampling = kl_weight, sigma_z, sampling
@@ -98,6 +110,8 @@ class ChoiceNetHead(Head):
         self._split = [d, k - 1, k, d]
         # Sigma_* cancels in eq. (5) (only W - mu_* = sigma_W eps enters, times sigma_Z / sigma_W),
         # so a trainable log sigma_W would get an exactly-zero gradient: keep it as a buffer.
+        with torch.no_grad():  # rho_k = tanh(W_rho h + b) starts around rho_init
+            self.gate_bias("rho").fill_(math.atanh(rho_init))
         self.register_buffer("log_sigma_w", torch.full((q + 1, d), math.log(sigma_w_init)))
 
     @property
@@ -187,7 +201,8 @@ class ChoiceNetHead(Head):
         log_density = torch.addcdiv(mixture.var.log(), sq, mixture.var).sum(-1)  # x (-1/2), + c
         log_lik = torch.logsumexp(mixture.log_pi - 0.5 * log_density, dim=-1).mean()  # + c
         l2 = sq[:, 0].sum(-1).mean()  # eq. (7), first term: ||y - mu_1||^2
-        log_rho_bar = torch.log_softmax(mixture.rho, dim=-1)
+        rho = mixture.rho.detach() if self.kl_stop_grad_rho else mixture.rho
+        log_rho_bar = torch.log_softmax(rho, dim=-1)
         kl = F.kl_div(mixture.log_pi, log_rho_bar, reduction="batchmean", log_target=True)  # (8)
         # eq. (7): lambda1 L2 + lambda2 NLL; eq. (8): + kl_weight KL(softmax(rho) || pi)
         nll = 0.5 * self._log_2pi_d - log_lik
