@@ -295,3 +295,24 @@ def test_choicenet_config_documents_defaults():
     cfg = head.config()
     for key in ("n_mixtures", "tau_inv", "lambda1", "lambda2", "kl_weight", "sigma_z"):
         assert key in cfg and math.isfinite(cfg[key])
+
+
+def test_rho_init_sets_the_starting_correlation():
+    head = seeded_head("choicenet", n_mixtures=3, rho_init=-0.76).eval()
+    with torch.no_grad():
+        head.block.weight.zero_()
+    rho = head(features()).rho
+    assert torch.allclose(rho[:, 1:], torch.full_like(rho[:, 1:], -0.76), atol=1e-6)
+    with pytest.raises(ValueError, match="rho_init"):
+        make_head("choicenet", Q, D, rho_init=1.0)
+
+
+@pytest.mark.parametrize("stop", [False, True])
+def test_kl_gradient_reaches_rho_only_without_stop_grad(stop):
+    """With the NLL and L2 switched off, only eq. (8) acts: it moves pi, and rho unless stopped."""
+    head = seeded_head("choicenet", lambda1=0.0, lambda2=0.0, kl_weight=1.0, kl_stop_grad_rho=stop)
+    head.loss(head.eval()(features()), torch.randn(16, D)).backward()
+    grad = head.block.bias.grad
+    assert grad[D + 4 : D + 9].abs().sum() > 0  # pi gate
+    rho_grad = grad[D : D + 4].abs().sum()
+    assert (rho_grad == 0) if stop else (rho_grad > 0)
