@@ -330,7 +330,8 @@ class GpuBatchedEnv:
             a = self._check_actions(actions)
             self._ctrl.copy_(a)
             self._physics()
-            return self._hand_over(*self._finish(a))
+            outputs = self._finish(a)
+        return self._hand_over(*outputs)  # outside: the caller's stream waits for Warp's
 
     def set_state(
         self, qpos: Any, qvel: Any, slots: Any = None, position: Any = None
