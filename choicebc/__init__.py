@@ -4,6 +4,7 @@ Public API (see README): ``import choicebc as cb``.
 """
 
 from choicebc.adversaries import make_adversary
+from choicebc.classifier import ChoiceNetClassifier
 from choicebc.collect import collect
 from choicebc.demoset import DemoSet
 from choicebc.evaluation import EvalResult, evaluate
@@ -16,6 +17,7 @@ from choicebc.train import TrainConfig, train_bc
 __version__ = "0.1.0"
 
 __all__ = [
+    "ChoiceNetClassifier",
     "ChoiceNetRegressor",
     "HeadRegressor",
     "BCPolicy",
