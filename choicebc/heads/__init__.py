@@ -1,6 +1,8 @@
 """Output heads behind one interface: ``forward(h) -> Mixture``, ``loss``, ``mode``.
 
-Registered names: ``choicenet`` (default), ``mdn``, ``mse``, ``l1``, ``robust`` (Tukey).
+Registered names: ``choicenet`` (default), ``mdn``, ``mse``, ``l1``, ``robust`` (Tukey); for
+classification (``choicebc.heads.classification``): ``choicenet_cls``, ``ce``, ``fcorrection``,
+``mdn_cls``.
 """
 
 from choicebc.heads.base import (
