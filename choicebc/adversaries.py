@@ -16,6 +16,18 @@ float32``, like the expert, and each stands for a failure seen in real demonstra
   objective (a misunderstood task, a conflicting incentive) or deliberate data poisoning; the
   hardest case, since its actions are as smooth and self-consistent as the expert's.
 
+On a task with a discrete action (``Discrete(n)``, e.g. ``choicebc/PointReachDiscrete-v0``) the
+same kinds act on integer ids, ``obs (N, obs_dim) -> (N,) int64``:
+
+* ``flipped`` — the *opposite* action of the expert's (the task's ``opposite_actions``: the id
+  whose control is minus the expert's control, e.g. heading east <-> west). It is the discrete
+  analogue of ``-a``: the same sign error in the operator's frame, now on a set of choices.
+* ``random`` — uniform over the ``n`` ids.
+* ``noisy`` — with probability ``p`` (default 0.3) a uniform random id, else the expert's: the
+  discrete analogue of a shaky hand (a mis-pressed key, a coarse menu choice).
+* ``saboteur`` — not available: the shipped saboteurs are continuous SB3 actors; pass your own
+  callable ``obs -> ids`` as the adversary instead.
+
 Adversaries derived from the expert (``flipped``, ``noisy``) can reuse the expert's actions that
 the collector has already computed (:meth:`Adversary.from_expert_actions`), so mixing costs one
 policy forward pass per step. Stochastic adversaries own a seeded generator;
@@ -55,10 +67,18 @@ class Adversary(ABC):
     kind: str = ""
     expert: Any = None
 
+    action_dtype: type = np.float32
+    """dtype of the actions: float32, or int64 for the discrete adversaries."""
+
     def __call__(self, obs: np.ndarray) -> np.ndarray:
-        """``obs (N, obs_dim) float32 -> actions (N, act_dim) float32``."""
+        """``obs (N, obs_dim) float32 -> actions (N, act_dim) float32`` (discrete: ``(N,)``
+        int64 ids)."""
         obs = np.asarray(obs, dtype=np.float32)
-        expert_actions = None if self.expert is None else np.asarray(self.expert(obs), np.float32)
+        expert_actions = None
+        if self.expert is not None:
+            expert_actions = np.asarray(self.expert(obs))
+            if self.action_dtype is np.float32:  # discrete ids are validated, never cast
+                expert_actions = expert_actions.astype(np.float32)
         return self.from_expert_actions(obs, expert_actions)
 
     @abstractmethod
@@ -182,6 +202,124 @@ class NoisyAdversary(Adversary):
         return f"NoisyAdversary(sigma={self.sigma:g}, expert={_describe(self.expert)})"
 
 
+class DiscreteFlippedAdversary(Adversary):
+    """The opposite of the expert's action id: ``opposite[expert(obs)]``, on a discrete task.
+
+    The discrete analogue of ``-expert(obs)`` (the same sign error between intent and logged
+    command): ``opposite[k]`` is the id whose control is minus action ``k``'s control.
+
+    Args:
+        expert: callable ``obs (N, obs_dim) -> (N,)`` integer ids.
+        opposite: ``(n_actions,)`` int, the task's ``opposite_actions``.
+    """
+
+    kind = "flipped"
+    action_dtype = np.int64
+
+    def __init__(self, expert: Any, opposite: np.ndarray) -> None:
+        self.expert = expert
+        self.opposite = np.asarray(opposite, dtype=np.int64).reshape(-1)
+        n = self.n_actions
+        if not ((self.opposite >= 0) & (self.opposite < n)).all():
+            raise ValueError(f"opposite must map ids to ids in [0, {n}), got {self.opposite}")
+
+    @property
+    def n_actions(self) -> int:
+        return int(self.opposite.shape[0])
+
+    def from_expert_actions(self, obs: np.ndarray, expert_actions: np.ndarray | None) -> np.ndarray:
+        if expert_actions is None:
+            expert_actions = np.asarray(self.expert(obs))
+        ids = _check_ids(expert_actions, self.n_actions, "the expert")
+        return self.opposite[ids]
+
+    def __repr__(self) -> str:
+        return f"DiscreteFlippedAdversary(expert={_describe(self.expert)})"
+
+
+class DiscreteRandomAdversary(Adversary):
+    """Uniform action ids in ``[0, n_actions)``, ignoring the state (the discrete ``random``).
+
+    Args:
+        n_actions: number of actions, >= 2.
+        seed: seed of the generator (``reseed`` changes it).
+    """
+
+    kind = "random"
+    action_dtype = np.int64
+
+    def __init__(self, n_actions: int, seed: int | None = 0) -> None:
+        if int(n_actions) < 2:
+            raise ValueError(f"n_actions must be >= 2, got {n_actions}")
+        self.n_actions = int(n_actions)
+        self.reseed(seed)
+
+    def reseed(self, seed: int | None) -> None:
+        self.seed = seed
+        self._rng = np.random.default_rng(seed)
+
+    def from_expert_actions(self, obs: np.ndarray, expert_actions: np.ndarray | None) -> np.ndarray:
+        return self._rng.integers(0, self.n_actions, size=np.asarray(obs).shape[0], dtype=np.int64)
+
+    def __repr__(self) -> str:
+        return f"DiscreteRandomAdversary(n_actions={self.n_actions})"
+
+
+class DiscreteNoisyAdversary(Adversary):
+    """The expert's id, replaced with probability ``p`` by a uniform random id (the discrete
+    ``noisy``: a mis-pressed key). The random id may equal the expert's.
+
+    Args:
+        expert: callable ``obs (N, obs_dim) -> (N,)`` integer ids.
+        p: probability of a random action, in (0, 1].
+        n_actions: number of actions.
+        seed: seed of the generator (``reseed`` changes it).
+    """
+
+    kind = "noisy"
+    action_dtype = np.int64
+
+    def __init__(self, expert: Any, p: float, n_actions: int, seed: int | None = 0) -> None:
+        if not (np.isfinite(p) and 0.0 < p <= 1.0):
+            raise ValueError(f"p must be a probability in (0, 1], got {p!r}")
+        self.expert = expert
+        self.p = float(p)
+        self.n_actions = int(n_actions)
+        self.reseed(seed)
+
+    def reseed(self, seed: int | None) -> None:
+        self.seed = seed
+        self._rng = np.random.default_rng(seed)
+
+    def from_expert_actions(self, obs: np.ndarray, expert_actions: np.ndarray | None) -> np.ndarray:
+        if expert_actions is None:
+            expert_actions = np.asarray(self.expert(obs))
+        ids = _check_ids(expert_actions, self.n_actions, "the expert").copy()
+        swap = self._rng.random(ids.shape[0]) < self.p
+        ids[swap] = self._rng.integers(0, self.n_actions, size=int(swap.sum()), dtype=np.int64)
+        return ids
+
+    def __repr__(self) -> str:
+        return f"DiscreteNoisyAdversary(p={self.p:g}, expert={_describe(self.expert)})"
+
+
+def _check_ids(actions: np.ndarray, n_actions: int, who: str) -> np.ndarray:
+    """``(N,)`` or ``(N, 1)`` integer ids in range -> ``(N,) int64``; ValueError otherwise."""
+    a = np.asarray(actions)
+    if a.ndim == 2 and a.shape[1] == 1:
+        a = a[:, 0]
+    if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(
+            f"{who} must return integer action ids (N,) on a Discrete({n_actions}) task, "
+            f"got {a.dtype} of shape {a.shape}"
+        )
+    if len(a) and (a.min() < 0 or a.max() >= n_actions):
+        raise ValueError(
+            f"{who} returned action ids outside [0, {n_actions}): {a.min()}..{a.max()}"
+        )
+    return a.astype(np.int64)
+
+
 class SaboteurAdversary(Adversary):
     """A policy trained to minimise the task reward (SB3, exported like an expert).
 
@@ -273,14 +411,18 @@ def make_adversary(kind: str, expert: Any, **kwargs: Any) -> Adversary:
             ``env_id``: the task, used for the action box (``random``, ``noisy``) and to find
             the saboteur; defaults to ``expert.env_id`` when the expert has one.
             ``low``, ``high``: the action box, instead of ``env_id``.
-            ``sigma``: noise std of ``noisy``, in action units (default 0.3).
+            ``sigma``: noise std of ``noisy``, in action units (default 0.3; Box tasks).
+            ``p``: probability of a random id of ``noisy`` on a discrete task (default 0.3).
             ``seed``: generator seed of ``random`` / ``noisy`` (default 0).
             ``path``: a saboteur folder, instead of the shipped one.
 
     Raises:
         UnknownAdversaryError: unknown ``kind`` (the message lists the known ones).
-        TypeError: ``expert`` is not callable, or a keyword does not apply to ``kind``.
-        ValueError: the action box cannot be determined, or ``sigma <= 0``.
+        TypeError: ``expert`` is not callable, or a keyword does not apply to ``kind`` (or to
+            the task's action space: ``sigma``/``low``/``high`` on a discrete task, ``p`` on a
+            Box task).
+        ValueError: the action box cannot be determined, ``sigma <= 0``, ``p`` outside
+            (0, 1], or ``saboteur`` on a discrete task.
         SaboteurNotFoundError: ``saboteur`` without a shipped or given saboteur.
     """
     if kind not in KINDS:
@@ -294,6 +436,9 @@ def make_adversary(kind: str, expert: Any, **kwargs: Any) -> Adversary:
             f"expert must be a callable obs (N, obs_dim) -> actions (N, act_dim), "
             f"got {type(expert).__name__}"
         )
+    task = _discrete_task(expert, kwargs)
+    if task is not None:
+        return _make_discrete_adversary(kind, expert, task, kwargs)
     allowed = {
         "flipped": {"env_id"},
         "random": {"env_id", "low", "high", "seed"},
@@ -314,6 +459,50 @@ def make_adversary(kind: str, expert: Any, **kwargs: Any) -> Adversary:
     if kind == "random":
         return RandomAdversary(low, high, seed=kwargs.get("seed", 0))
     return NoisyAdversary(expert, kwargs.get("sigma", 0.3), low, high, seed=kwargs.get("seed", 0))
+
+
+def _discrete_task(expert: Any, kwargs: dict) -> Any:
+    """The task named by ``env_id=`` (or ``expert.env_id``) if its action is discrete."""
+    from choicebc.envs import is_discrete
+
+    env_id = kwargs.get("env_id") or getattr(expert, "env_id", None)
+    if env_id is None:
+        return None
+    task = get_task(str(env_id))
+    return task if is_discrete(task) else None
+
+
+def _make_discrete_adversary(kind: str, expert: Any, task: Any, kwargs: dict) -> Adversary:
+    if kind == "saboteur":
+        raise ValueError(
+            f"no saboteur for {task.env_id}: the saboteurs are continuous SB3 actors and this "
+            "task's action is discrete. Pass your own callable obs -> action ids as the "
+            "adversary (cb.collect(..., adversary=my_policy))"
+        )
+    allowed = {
+        "flipped": {"env_id"},
+        "random": {"env_id", "seed"},
+        "noisy": {"env_id", "seed", "p"},
+    }
+    unexpected = set(kwargs) - allowed[kind]
+    if unexpected:
+        box_only = unexpected & {"low", "high", "sigma"}
+        hint = (
+            f" ({', '.join(sorted(box_only))} only apply to Box actions; the discrete noisy "
+            "adversary takes p=, the probability of a random action id)"
+            if box_only
+            else ""
+        )
+        raise TypeError(
+            f"adversary {kind!r} on the discrete task {task.env_id} takes "
+            f"{sorted(allowed[kind])}, got {sorted(unexpected)}{hint}"
+        )
+    seed = kwargs.get("seed", 0)
+    if kind == "flipped":
+        return DiscreteFlippedAdversary(expert, task.opposite_actions)
+    if kind == "random":
+        return DiscreteRandomAdversary(task.n_actions, seed=seed)
+    return DiscreteNoisyAdversary(expert, kwargs.get("p", 0.3), task.n_actions, seed=seed)
 
 
 def _env_id(expert: Any, kwargs: dict, kind: str) -> str:

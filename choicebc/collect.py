@@ -42,9 +42,9 @@ from tqdm.auto import tqdm
 
 from choicebc.adversaries import Adversary, make_adversary
 from choicebc.demoset import DemoSet
-from choicebc.envs import get_task
+from choicebc.envs import get_task, is_discrete
 from choicebc.sim import ActionError, EpisodeSchedule, make_batched, resolve_backend
-from choicebc.sim.base import check_num_envs
+from choicebc.sim.base import check_discrete_actions, check_num_envs
 
 MIXES = ("step", "episode", "label")
 _MIX_STREAM = 0x6D6978  # "mix": corruption draws, independent of the env's reset stream
@@ -88,7 +88,8 @@ class _Actors:
     """Expert + adversary for one task: executed and recorded actions for a batch.
 
     Actions are validated (shape, finite) and clipped to the action box, as the simulator
-    would run them; the clipped values are what the DemoSet records.
+    would run them; the clipped values are what the DemoSet records. On a discrete task they
+    are integer ids, validated and recorded as ``(n, 1) int64``.
     """
 
     def __init__(self, task: Any, expert: Any, adversary: Any, mix: str) -> None:
@@ -96,6 +97,8 @@ class _Actors:
 
         self.task, self.mix = task, mix
         self.low, self.high = task.action_low, task.action_high
+        self.n_actions: int | None = task.n_actions if is_discrete(task) else None
+        self.dtype = np.float32 if self.n_actions is None else np.int64
         self.expert_fn = as_policy_fn(expert)
         # flipped/noisy built on this very expert reuse its actions: one forward pass per step
         self.derived = isinstance(adversary, Adversary) and adversary.expert is expert
@@ -110,7 +113,9 @@ class _Actors:
         """``obs (n, obs_dim)``, ``corrupt (n,) bool`` -> ``executed, recorded (n, act_dim)``."""
         need_expert = self.derived or self.mix == "label" or not corrupt.all()
         expert = self._call("expert", self.expert_fn, obs) if need_expert else None
-        recorded = expert if expert is not None else np.empty((len(obs), self.task.act_dim))
+        recorded = expert
+        if recorded is None:
+            recorded = np.zeros((len(obs), self.task.act_dim), self.dtype)
         if corrupt.any():
             rows = np.flatnonzero(corrupt)
             if self.derived:
@@ -119,6 +124,8 @@ class _Actors:
                 adv = self._call("adversary", self.adversary_fn, obs[rows])
             recorded = recorded.copy()
             recorded[rows] = adv
+        if self.n_actions is not None:  # ids, validated in _call: nothing to clip
+            return (expert if self.mix == "label" else recorded), recorded
         recorded = np.clip(recorded, self.low, self.high, dtype=np.float32)
         if self.mix == "label":
             return np.clip(expert, self.low, self.high, dtype=np.float32), recorded
@@ -137,6 +144,12 @@ class _Actors:
                 ) from exc
         else:
             out = fn(obs, *extra)
+        if self.n_actions is not None:
+            try:
+                ids = check_discrete_actions(out, obs.shape[0], self.n_actions)
+            except ActionError as exc:
+                raise ActionError(f"the {name} returned invalid actions: {exc}") from None
+            return ids[:, None]
         try:
             actions = np.asarray(out, dtype=np.float32)
         except (TypeError, ValueError) as exc:
@@ -236,9 +249,10 @@ class _Lane:
     def __init__(self, env: Any, task: Any, ratio: float, mix: str, seed: int) -> None:
         n, t_max = env.num_envs, task.max_episode_steps
         self.env, self.ratio, self.mix, self.seed, self.t_max = env, ratio, mix, seed, t_max
+        dtype = np.int64 if is_discrete(task) else np.float32  # discrete: (.., 1) action ids
         self.obs = np.zeros((n, t_max, task.obs_dim), np.float32)
-        self.recorded = np.zeros((n, t_max, task.act_dim), np.float32)
-        self.executed = np.zeros((n, t_max, task.act_dim), np.float32)
+        self.recorded = np.zeros((n, t_max, task.act_dim), dtype)
+        self.executed = np.zeros((n, t_max, task.act_dim), dtype)
         self.rewards = np.zeros((n, t_max), np.float64)
         self.corrupt = np.zeros((n, t_max), bool)
         self.draws = np.zeros((n, t_max), np.float64)
@@ -283,7 +297,7 @@ class _Lane:
         self.corrupt[rows, t] = corrupt
         if len(rows) == self.env.num_envs:
             return executed
-        full = np.zeros((self.env.num_envs, executed.shape[1]), np.float32)
+        full = np.zeros((self.env.num_envs, executed.shape[1]), executed.dtype)
         full[rows] = executed
         return full
 
@@ -484,7 +498,9 @@ def _attributes(task, expert, adversary, ratio, mix, seed, n, backend, episodes,
     import choicebc
 
     version = re.search(r"-v(\d+)$", task.env_id)
+    discrete = {"n_actions": int(task.n_actions)} if is_discrete(task) else {}
     return {
+        **discrete,
         "env_id": task.env_id,
         "env_version": f"v{version.group(1)}" if version else "",
         "expert": describe_policy(expert),
@@ -560,7 +576,9 @@ class CollectConfig:
     expert: str | None = None
     """expert folder (default: the shipped expert of ENV_ID)"""
     sigma: float = 0.3
-    """noise std of the noisy adversary, in action units"""
+    """noise std of the noisy adversary, in action units (Box actions)"""
+    noise_p: float = 0.3
+    """probability of a random action id of the noisy adversary (discrete actions)"""
     saboteur: str | None = None
     """saboteur folder (default: the shipped saboteur of ENV_ID)"""
     num_envs: int | None = None
@@ -582,13 +600,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_expert(env_id: str, path: str | None = None) -> Any:
-    """The expert of ``env_id``: the folder at ``path``, the analytic one of the 2-D task, or
-    the shipped one (``ExpertLoadError`` naming ``choicebc expert train`` when none is)."""
-    from choicebc.envs import POINT_REACH_ID, PointReachExpert
+    """The expert of ``env_id``: the folder at ``path``, or :func:`~choicebc.load_expert`'s
+    (the analytic one of the 2-D tasks, else the shipped one; ``ExpertLoadError`` naming
+    ``choicebc expert train`` when none is)."""
     from choicebc.experts import ExpertLoadError, load_expert
 
-    if path is None and env_id == POINT_REACH_ID:
-        return PointReachExpert()
     if path is not None and not (Path(path) / "card.json").is_file():
         raise ExpertLoadError(
             f"no expert at {path}: an expert folder holds card.json and actor.safetensors "
@@ -612,7 +628,9 @@ def run(args: argparse.Namespace) -> int:
         get_task(cfg.env_id)
         expert = resolve_expert(cfg.env_id, cfg.expert)
         kwargs: dict[str, Any] = {"env_id": cfg.env_id}
-        if cfg.adversary == "noisy":
+        if cfg.adversary == "noisy" and is_discrete(get_task(cfg.env_id)):
+            kwargs["p"] = cfg.noise_p
+        elif cfg.adversary == "noisy":
             kwargs["sigma"] = cfg.sigma
         if cfg.adversary == "saboteur" and cfg.saboteur:
             kwargs["path"] = cfg.saboteur

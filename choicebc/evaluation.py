@@ -142,6 +142,8 @@ def as_policy_fn(policy: Any) -> PolicyFn:
         def act_module(obs: np.ndarray) -> np.ndarray:
             with torch.inference_mode():
                 out = policy(torch.from_numpy(obs).to(device=device, dtype=dtype))
+            if not out.is_floating_point():  # action ids of a discrete policy stay integers
+                return out.detach().to("cpu").numpy()
             return out.detach().to("cpu", torch.float32).numpy()
 
         return act_module
@@ -250,6 +252,8 @@ def evaluate(
     episodes = _check_count("episodes", episodes)
     n = min(episodes, 256) if num_envs is None else _check_count("num_envs", num_envs)
     n = min(n, episodes)
+    if backend == "auto" and getattr(task, "n_actions", None) is not None:
+        backend = "cpu"  # discrete-action tasks have no gpu backend
     name = resolve_backend(backend)
     act = as_policy_fn(policy)
     log = _EpisodeLog(episodes)
@@ -342,9 +346,12 @@ def _act_active(act: PolicyFn, obs: np.ndarray, env: Any) -> np.ndarray:
     active = env.active
     if active.all():
         return act(obs)
-    actions = np.zeros((env.num_envs, env.act_dim), np.float32)
-    if active.any():
-        actions[active] = act(obs[active])
+    if not active.any():
+        return np.zeros((env.num_envs, env.act_dim), np.float32)
+    some = np.asarray(act(obs[active]))
+    # zeros of the policy's own shape and dtype: (N,) int64 ids on a discrete task
+    actions = np.zeros((env.num_envs, *some.shape[1:]), some.dtype)
+    actions[active] = some
     return actions
 
 
@@ -369,6 +376,8 @@ class EvaluateConfig:
     """auto, cpu, gpu or gym"""
     json: str | None = None
     """also write the result (per-episode returns included) to this JSON file"""
+    video: str | None = None
+    """also record one episode (the evaluation seed's first) to this .gif or .mp4 file"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -386,16 +395,12 @@ def load_policy(cfg: EvaluateConfig) -> tuple[Any, str]:
     if (cfg.policy is None) == (cfg.expert is None):
         raise ValueError("give exactly one of --policy DIR and --expert ENV_ID")
     if cfg.expert is not None:
-        from choicebc.envs import POINT_REACH_ID, PointReachExpert
-
-        if cfg.expert == POINT_REACH_ID:
-            return PointReachExpert(), cfg.expert
-        from choicebc.experts import load_expert
+        from choicebc.experts import load_expert  # analytic experts of the 2-D tasks included
 
         return load_expert(cfg.expert), cfg.expert
-    from choicebc.policy import BCPolicy
+    from choicebc.bcnd import load_policy_folder  # a BCPolicy or a BCND ensemble
 
-    policy = BCPolicy.load(cfg.policy, env_id=cfg.env_id)
+    policy = load_policy_folder(cfg.policy, env_id=cfg.env_id)
     env_id = cfg.env_id or policy.env_id
     if env_id is None:
         raise ValueError(f"{cfg.policy} does not record its env id: pass --env-id")
@@ -418,6 +423,23 @@ def run(args: argparse.Namespace) -> int:
     if cfg.json:
         path = Path(cfg.json)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result.as_dict(), indent=2) + "\n")
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(result.as_dict(), indent=2) + "\n")
+        os.replace(tmp, path)
         print(f"wrote {path}")
+    if cfg.video:
+        from choicebc.sim import episode_seed
+        from choicebc.video import VideoUnavailableError, record_episode
+
+        try:
+            clip = record_episode(
+                as_policy_fn(policy), env_id, cfg.video, episode_seed(cfg.seed, 0)
+            )
+        except VideoUnavailableError as exc:
+            print(f"choicebc evaluate: video skipped: {exc}", file=sys.stderr)
+        except ValueError as exc:
+            print(f"choicebc evaluate: {exc}", file=sys.stderr)
+            return 2
+        else:
+            print(f"wrote {cfg.video} (return {clip['return']:.1f}, {int(clip['length'])} steps)")
     return 0

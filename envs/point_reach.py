@@ -104,7 +104,11 @@ class PointReachExpert:
 
 
 def _gym_env_class() -> type:
-    """The gymnasium env class (built lazily: gymnasium's MuJoCo module is heavy to import)."""
+    """The gymnasium env class (built lazily: gymnasium's MuJoCo module is heavy to import).
+
+    The class reads its task from ``task`` and turns an action into the control with
+    :meth:`_control`, so the discrete variant only overrides those two.
+    """
     from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
     from gymnasium.spaces import Box
 
@@ -112,13 +116,15 @@ def _gym_env_class() -> type:
         """gymnasium env of ``choicebc/PointReach-v0``, computed with :data:`TASK`'s functions."""
 
         metadata = {"render_modes": ["human", "rgb_array", "depth_array", "rgbd_tuple"]}
+        task = TASK
 
         def __init__(self, **kwargs: Any) -> None:
+            task = self.task
             MujocoEnv.__init__(
                 self,
-                TASK.xml_path,
-                TASK.frame_skip,
-                observation_space=Box(-np.inf, np.inf, shape=(TASK.obs_dim,), dtype=np.float64),
+                task.xml_path,
+                task.frame_skip,
+                observation_space=Box(-np.inf, np.inf, shape=(task.obs_dim,), dtype=np.float64),
                 **kwargs,
             )
             self.metadata = {**self.metadata, "render_fps": int(np.round(1.0 / self.dt))}
@@ -126,21 +132,25 @@ def _gym_env_class() -> type:
         def _state(self) -> dict[str, np.ndarray]:
             return {"qpos": self.data.qpos[None], "qvel": self.data.qvel[None]}
 
-        def step(self, action: np.ndarray):
-            before = TASK.position(self._state()).copy()
-            self.do_simulation(action, self.frame_skip)
+        def _control(self, action: Any) -> np.ndarray:
+            """``(1, nu)`` control of one action."""
+            return np.asarray(action)[None]
+
+        def step(self, action: Any):
+            task, control = self.task, self._control(action)
+            before = task.position(self._state()).copy()
+            self.do_simulation(control[0], self.frame_skip)
             s = self._state()
-            velocity = (TASK.position(s) - before) / self.dt
-            action = np.asarray(action)[None]
-            reward = float(TASK.reward(s, action, velocity)[0])
-            terminated = bool(TASK.terminated(s)[0])
-            info = {"distance": float(TASK.distance(s)[0])}
-            return TASK.observation(s)[0].copy(), reward, terminated, False, info
+            velocity = (task.position(s) - before) / self.dt
+            reward = float(task.reward(s, control, velocity)[0])
+            terminated = bool(task.terminated(s)[0])
+            info = {"distance": float(task.distance(s)[0])}
+            return task.observation(s)[0].copy(), reward, terminated, False, info
 
         def reset_model(self) -> np.ndarray:
-            qpos, qvel = TASK.initial_state(self.np_random, self.init_qpos, self.init_qvel)
+            qpos, qvel = self.task.initial_state(self.np_random, self.init_qpos, self.init_qvel)
             self.set_state(qpos, qvel)
-            return TASK.observation(self._state())[0].copy()
+            return self.task.observation(self._state())[0].copy()
 
     return PointReachEnv
 

@@ -29,7 +29,10 @@ class LinearExpert:
         self.b = (0.3 * rng.standard_normal(act_dim)).astype(np.float32)
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
-        return np.tanh(obs @ self.w + self.b)
+        # float64 then float32: BLAS sums a 1-row and a many-row float32 product in different
+        # orders, and the collector's tests compare runs with different num_envs bit for bit
+        out = np.tanh(obs.astype(np.float64) @ self.w.astype(np.float64) + self.b)
+        return out.astype(np.float32)
 
     def __repr__(self) -> str:
         return "LinearExpert(seed=0)"

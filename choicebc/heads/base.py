@@ -17,6 +17,8 @@ from torch import Tensor
 
 VAR_FLOOR = 1e-6
 """Smallest variance any head reports: keeps log-densities finite when a mixture collapses."""
+TARGET_RHO_MIN = 0.95
+"""ChoiceNet components at least this correlated with the target count as the target."""
 
 
 @dataclass
@@ -56,6 +58,23 @@ class Mixture:
         """``(N, K)`` responsibility of each component for ``y (N, D)``."""
         joint = self.log_pi + self.component_log_prob(y)
         return torch.softmax(joint, dim=-1)
+
+    def target_posterior(self, y: Tensor, rho_min: float = TARGET_RHO_MIN) -> Tensor:
+        """``(N,)`` posterior probability that ``y (N, D)`` came from the target distribution.
+
+        ChoiceNet (``rho`` given): the summed responsibility of the components with
+        ``rho_k >= rho_min``. Such a component has ``mu_k ~ mu_1`` and ``var_k ~ 1/tau`` (eq. 6):
+        it is the target distribution again, and how the mass splits between identical
+        components is arbitrary, so counting component 1 alone would cap a clean step's score
+        at 1/(number of copies). Mixtures without correlations (MDN, GMM): the responsibility
+        of the component the prediction comes from, the most probable one at that state.
+        """
+        post = self.posterior(y)
+        if self.rho is not None:
+            target = self.rho >= rho_min
+            target[:, 0] = True  # rho_1 = 1 by construction, whatever rounding says
+            return (post * target).sum(-1)
+        return post.gather(1, self.log_pi.argmax(-1, keepdim=True)).squeeze(1)
 
 
 class Head(torch.nn.Module, ABC):

@@ -91,8 +91,10 @@ def make_batched(
         ValueError: ``num_envs < 1`` or an unknown backend name.
         BackendUnavailableError: ``gpu`` without CUDA, or without the ``[gpu]`` extra.
     """
-    get_task(env_id)
+    task = get_task(env_id)
     check_num_envs(num_envs)
+    if backend == "auto" and getattr(task, "n_actions", None) is not None:
+        backend = "cpu"  # discrete-action tasks run on cpu/gym only (small models anyway)
     name = resolve_backend(backend)
     if name == "cpu":
         from choicebc.sim.cpu import CpuBatchedEnv

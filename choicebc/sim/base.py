@@ -112,6 +112,48 @@ def check_actions(
     return np.clip(a, low, high)
 
 
+def check_discrete_actions(
+    actions: Any, num_envs: int, n_actions: int, rows: np.ndarray | None = None
+) -> np.ndarray:
+    """Validate integer action ids ``(N,)`` or ``(N, 1)`` of a ``Discrete(n_actions)`` task.
+
+    Float arrays are refused even when integral: a continuous policy run on a discrete task
+    must fail loudly, not have its actions truncated to ids.
+
+    Args:
+        rows: only these rows must be valid ids (the others belong to inactive slots).
+
+    Returns:
+        ``(N,) int64`` ids.
+
+    Raises:
+        ActionError: wrong shape, a non-integer dtype, or an id outside ``[0, n_actions)``.
+    """
+    a = np.asarray(actions)
+    if a.ndim == 2 and a.shape[1] == 1:
+        a = a[:, 0]
+    if a.shape != (num_envs,):
+        raise ActionError(
+            f"actions of a Discrete({n_actions}) task must be integer ids of shape ({num_envs},) "
+            f"or ({num_envs}, 1), got {a.shape}"
+        )
+    if not np.issubdtype(a.dtype, np.integer):
+        raise ActionError(
+            f"actions of a Discrete({n_actions}) task must be integer ids in [0, {n_actions}), "
+            f"got dtype {a.dtype}: is this a continuous-action policy? Train one on this task's "
+            "demos (its act() returns ids)"
+        )
+    checked = a if rows is None else a[rows]
+    bad = (checked < 0) | (checked >= n_actions)
+    if bad.any():
+        slot = int(np.flatnonzero(bad)[0] if rows is None else rows[bad][0])
+        raise ActionError(
+            f"action id {int(a[slot])} in slot {slot} is outside [0, {n_actions}) of this "
+            f"Discrete({n_actions}) task"
+        )
+    return a.astype(np.int64)
+
+
 @runtime_checkable
 class BatchedEnv(Protocol):
     """``num_envs`` copies of one task stepped together.
@@ -122,6 +164,10 @@ class BatchedEnv(Protocol):
         obs_dim: size of one observation.
         act_dim: size of one action.
         action_low, action_high: ``(act_dim,) float32`` action box.
+        n_actions: ``None`` for a Box action; ``n`` for a ``Discrete(n)`` task (cpu and gym
+            backends), whose ``step`` takes integer ids ``(N,)`` or ``(N, 1)`` (floats are
+            refused, see :func:`check_discrete_actions`), ``act_dim == 1`` and the box is the
+            id range ``[0, n - 1]``.
     """
 
     env_id: str

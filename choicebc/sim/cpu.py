@@ -18,8 +18,13 @@ import mujoco
 import mujoco.batch
 import numpy as np
 
-from choicebc.envs import get_task
-from choicebc.sim.base import EpisodeSchedule, check_actions, check_num_envs
+from choicebc.envs import get_task, is_discrete
+from choicebc.sim.base import (
+    EpisodeSchedule,
+    check_actions,
+    check_discrete_actions,
+    check_num_envs,
+)
 
 # warnings after which MuJoCo has reset the simulation (mj_checkPos/Vel/Acc): the state is lost
 _UNSTABLE_WARNINGS = [
@@ -63,6 +68,8 @@ class CpuBatchedEnv:
         self.seed = int(seed)
         self.obs_dim, self.act_dim = task.obs_dim, task.act_dim
         self.action_low, self.action_high = task.action_low, task.action_high
+        # Discrete tasks take ids (N,) / (N, 1); the task maps them to the control
+        self.n_actions: int | None = task.n_actions if is_discrete(task) else None
         self._model = task.model
         self._dt = task.dt
         self._batch = mujoco.batch.Batch(
@@ -87,7 +94,7 @@ class CpuBatchedEnv:
         self._episode_seed = np.zeros(n, np.int64)
         self._active = np.zeros(n, bool)
         self._active_ids: np.ndarray | None = None  # None: every slot is active
-        self._actions = np.zeros((n, self.act_dim), np.float32)
+        self._actions = np.zeros((n, self._model.nu), np.float32)  # controls, for the reward
         self._failed = np.zeros(n, bool)
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._pending: concurrent.futures.Future | None = None
@@ -175,14 +182,22 @@ class CpuBatchedEnv:
     def _rows(self) -> np.ndarray | slice:
         return slice(None) if self._active_ids is None else self._active_ids
 
+    def _valid_rows(self) -> np.ndarray:
+        """``(N,) bool``: rows whose actions were validated (inactive slots may hold anything)."""
+        return np.ones(self.num_envs, bool) if self._active_ids is None else self._active.copy()
+
     def _submit(self, actions: np.ndarray, run_async: bool) -> None:
         if self._needs_reset:
             raise RuntimeError("call reset() before step()")
         if self._pending is not None:
             raise RuntimeError("a step is in flight: call step_wait() before stepping again")
-        a = check_actions(
-            actions, self.num_envs, self.action_low, self.action_high, self._active_ids
-        )
+        if self.n_actions is not None:
+            ids = check_discrete_actions(actions, self.num_envs, self.n_actions, self._active_ids)
+            a = self.task.control(np.where(self._valid_rows(), ids, 0))
+        else:
+            a = check_actions(
+                actions, self.num_envs, self.action_low, self.action_high, self._active_ids
+            )
         self._actions[:] = a
         self._ctrl[self._rows()] = a[self._rows()]
         if run_async:

@@ -202,6 +202,12 @@ class GpuBatchedEnv:
         graph: bool | None = None,
     ) -> None:
         self.task = task = get_task(env_id)
+        if getattr(task, "n_actions", None) is not None:
+            raise BackendUnavailableError(
+                f"{env_id} has a discrete action: run it on backend='cpu' or 'gym' "
+                "(backend='auto' picks cpu for it)"
+            )
+        self.n_actions = None  # Box actions only (see BatchedEnv)
         self.env_id = env_id
         self.num_envs = n = check_num_envs(num_envs)
         self.seed = int(seed)

@@ -14,8 +14,13 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
-from choicebc.envs import get_task
-from choicebc.sim.base import EpisodeSchedule, check_actions, check_num_envs
+from choicebc.envs import get_task, is_discrete
+from choicebc.sim.base import (
+    EpisodeSchedule,
+    check_actions,
+    check_discrete_actions,
+    check_num_envs,
+)
 
 
 class GymBatchedEnv:
@@ -44,8 +49,12 @@ class GymBatchedEnv:
             [lambda: gym.make(env_id) for _ in range(n)], autoreset_mode=AutoresetMode.DISABLED
         )
         space = self._env.single_action_space
-        self.action_low = space.low.astype(np.float32)
-        self.action_high = space.high.astype(np.float32)
+        self.n_actions: int | None = task.n_actions if is_discrete(task) else None
+        if self.n_actions is not None:  # Discrete(n): the "box" is the id range, as the task's
+            self.action_low, self.action_high = task.action_low, task.action_high
+        else:
+            self.action_low = space.low.astype(np.float32)
+            self.action_high = space.high.astype(np.float32)
         self._schedule = EpisodeSchedule(self.seed)
         self._obs = np.zeros((n, self.obs_dim), np.float32)
         self._returns = np.zeros(n)
@@ -70,7 +79,10 @@ class GymBatchedEnv:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         if not self._started:
             raise RuntimeError("call reset() before step()")
-        a = check_actions(actions, self.num_envs, self.action_low, self.action_high)
+        if self.n_actions is not None:
+            a = check_discrete_actions(actions, self.num_envs, self.n_actions)
+        else:
+            a = check_actions(actions, self.num_envs, self.action_low, self.action_high)
         obs, reward, terminated, truncated, _ = self._env.step(a)
         obs = np.asarray(obs, dtype=np.float32)
         reward = np.asarray(reward, dtype=np.float64)
