@@ -4,6 +4,7 @@ Public API (see README): ``import choicebc as cb``.
 """
 
 from choicebc.adversaries import make_adversary
+from choicebc.bcnd import BCNDPolicy, train_bcnd
 from choicebc.classifier import ChoiceNetClassifier
 from choicebc.collect import collect
 from choicebc.demoset import DemoSet
@@ -23,6 +24,8 @@ __all__ = [
     "BCPolicy",
     "TrainConfig",
     "train_bc",
+    "BCNDPolicy",
+    "train_bcnd",
     "BatchedEnv",
     "make_batched",
     "EvalResult",

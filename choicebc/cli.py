@@ -59,7 +59,8 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, skip: tu
             else (f.default_factory() if has_default else None)
         )
         name = f.name.replace("_", "-")
-        kwargs: dict[str, Any] = {"help": docs.get(f.name, "")}
+        # argparse %-formats help strings: a literal "50 %" in a docstring must be escaped
+        kwargs: dict[str, Any] = {"help": docs.get(f.name, "").replace("%", "%%")}
         if has_default:
             kwargs["help"] += f" (default: {default})"
         if tp is bool:

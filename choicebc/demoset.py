@@ -17,6 +17,10 @@ The file is robomimic-like, so anyone can read it with ``h5py`` alone::
         is_corrupt        (T,)         bool      ground truth: the adversary produced `actions`
         final_obs         (obs_dim,)   float32   observation reached by the last step
 
+A task with a discrete action (``Discrete(n)``, e.g. ``choicebc/PointReachDiscrete-v0``) records
+its action ids as ``actions``/``executed_actions`` of shape ``(T, 1)`` and dtype ``int64``, and
+``/data`` has the attribute ``n_actions = n``.
+
 In memory a :class:`DemoSet` keeps flat arrays (all episodes concatenated, in episode order)
 plus per-episode arrays, so training code reads ``demos.observations`` / ``demos.actions``
 directly. Files are written to a temporary name and renamed: an interrupted write never leaves a
@@ -68,7 +72,8 @@ class DemoSet:
 
     Attributes:
         observations: ``(M, obs_dim) float32`` observation each action was chosen from.
-        actions: ``(M, act_dim) float32`` recorded action (the behaviour-cloning target).
+        actions: ``(M, act_dim) float32`` recorded action (the behaviour-cloning target);
+            with a discrete action (``attrs["n_actions"]`` set): ``(M, 1) int64`` ids.
         executed_actions: ``(M, act_dim) float32`` action the simulator ran; differs from
             ``actions`` only under ``mix="label"`` (annotation noise).
         rewards: ``(M,) float64``.
@@ -101,9 +106,10 @@ class DemoSet:
     attrs: dict[str, Any]
 
     def __post_init__(self) -> None:
+        self.attrs = dict(self.attrs)
         self.observations = np.ascontiguousarray(self.observations, dtype=np.float32)
-        self.actions = np.ascontiguousarray(self.actions, dtype=np.float32)
-        self.executed_actions = np.ascontiguousarray(self.executed_actions, dtype=np.float32)
+        self.actions = self._action_array("actions", self.actions)
+        self.executed_actions = self._action_array("executed_actions", self.executed_actions)
         self.rewards = np.ascontiguousarray(self.rewards, dtype=np.float64)
         self.terminated = np.ascontiguousarray(self.terminated, dtype=bool)
         self.truncated = np.ascontiguousarray(self.truncated, dtype=bool)
@@ -112,8 +118,19 @@ class DemoSet:
         self.episode_returns = np.ascontiguousarray(self.episode_returns, dtype=np.float64)
         self.episode_seeds = np.ascontiguousarray(self.episode_seeds, dtype=np.int64)
         self.final_observations = np.ascontiguousarray(self.final_observations, dtype=np.float32)
-        self.attrs = dict(self.attrs)
         self._validate()
+
+    def _action_array(self, name: str, values: Any) -> np.ndarray:
+        """float32 actions, or int64 ids when ``attrs["n_actions"]`` marks a discrete action."""
+        values = np.asarray(values)
+        if self.n_actions is None:
+            return np.ascontiguousarray(values, dtype=np.float32)
+        if not np.issubdtype(values.dtype, np.integer):
+            raise DemoFormatError(
+                f"{name} of a discrete-action DemoSet (n_actions={self.n_actions}) must be "
+                f"integer action ids, got dtype {values.dtype}"
+            )
+        return np.ascontiguousarray(values, dtype=np.int64)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -146,10 +163,9 @@ class DemoSet:
             if t == 0:
                 raise DemoFormatError(f"episode {i} is empty: every episode needs >= 1 step")
             parts["obs"].append(np.asarray(ep["obs"], dtype=np.float32))
-            parts["actions"].append(np.asarray(ep["actions"], dtype=np.float32))
-            parts["executed_actions"].append(
-                np.asarray(ep.get("executed_actions", ep["actions"]), dtype=np.float32)
-            )
+            # dtype kept: float32 actions, or int64 ids of a discrete action (see __post_init__)
+            parts["actions"].append(np.asarray(ep["actions"]))
+            parts["executed_actions"].append(np.asarray(ep.get("executed_actions", ep["actions"])))
             parts["rewards"].append(rewards)
             parts["terminated"].append(np.asarray(ep["terminated"], dtype=bool))
             parts["truncated"].append(np.asarray(ep["truncated"], dtype=bool))
@@ -198,6 +214,19 @@ class DemoSet:
             )
         if self.actions.ndim != 2 or self.actions.shape[0] != m:
             raise DemoFormatError(f"actions must be (M={m}, act_dim), got {self.actions.shape}")
+        if self.n_actions is not None:
+            if self.act_dim != 1:
+                raise DemoFormatError(
+                    f"a discrete-action DemoSet has one id per step: actions must be (M, 1), "
+                    f"got {self.actions.shape}"
+                )
+            for name in ("actions", "executed_actions"):
+                ids = getattr(self, name)
+                if ids.size and (ids.min() < 0 or ids.max() >= self.n_actions):
+                    raise DemoFormatError(
+                        f"{name} holds ids outside [0, {self.n_actions}): "
+                        f"{int(ids.min())}..{int(ids.max())}"
+                    )
         if self.executed_actions.shape != self.actions.shape:
             raise DemoFormatError(
                 f"executed_actions {self.executed_actions.shape} must match actions "
@@ -227,6 +256,16 @@ class DemoSet:
     @property
     def act_dim(self) -> int:
         return int(self.actions.shape[1])
+
+    @property
+    def n_actions(self) -> int | None:
+        """Number of actions of a discrete-action DemoSet (``attrs["n_actions"]``), else None."""
+        n = self.attrs.get("n_actions")
+        if n is None:
+            return None
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or int(n) < 2:
+            raise DemoFormatError(f"attribute n_actions must be an integer >= 2, got {n!r}")
+        return int(n)
 
     @property
     def num_episodes(self) -> int:
@@ -311,6 +350,78 @@ class DemoSet:
     def episodes(self) -> Iterable[dict[str, Any]]:
         """Every episode, in order (see :meth:`episode`)."""
         return (self.episode(i) for i in range(self.num_episodes))
+
+    def filter(self, keep: np.ndarray) -> DemoSet:
+        """A new DemoSet with the transitions where ``keep (M,) bool`` is True, in order.
+
+        Each maximal run of kept, consecutive steps of one episode becomes an episode, so every
+        kept transition keeps its true next observation (``final_observations`` of a run is the
+        observation after its last step). A run that stops before its episode's end is marked
+        ``truncated`` at its last step (the episode was cut there); ``terminated`` stays where
+        the task ended it. A run's return is its rewards summed (an episode kept whole keeps its
+        recorded return); its seed is the episode's if the run starts at the episode's first
+        step, else -1 (unknown: it does not start from a reset).
+
+        Raises:
+            DemoFormatError: ``keep`` has the wrong shape, or keeps nothing.
+        """
+        keep = np.asarray(keep)
+        if keep.shape != (self.num_transitions,) or keep.dtype != bool:
+            raise DemoFormatError(
+                f"keep must be a ({self.num_transitions},) bool mask, got {keep.dtype} {keep.shape}"
+            )
+        rows = np.flatnonzero(keep)
+        if rows.size == 0:
+            raise DemoFormatError("the mask keeps no transition: nothing would be left")
+        ends = np.cumsum(self.episode_lengths) - 1
+        starts = self.episode_starts
+        episode = self.episode_ids[rows]
+        # a run starts at a kept row whose predecessor is dropped or in another episode
+        new_run = np.ones(rows.size, bool)
+        new_run[1:] = (np.diff(rows) != 1) | (np.diff(episode) != 0)
+        run_first = np.flatnonzero(new_run)
+        run_last = np.append(run_first[1:] - 1, rows.size - 1)
+        first_row, last_row = rows[run_first], rows[run_last]
+        run_episode = episode[run_first]
+        at_end = last_row == ends[run_episode]
+        whole = at_end & (first_row == starts[run_episode])
+        truncated = self.truncated[rows].copy()
+        truncated[run_last] |= ~at_end
+        final = np.where(
+            at_end[:, None],
+            self.final_observations[run_episode],
+            self.observations[np.minimum(last_row + 1, self.num_transitions - 1)],
+        )
+        returns = np.add.reduceat(self.rewards[rows], run_first)
+        returns[whole] = self.episode_returns[run_episode[whole]]
+        seeds = np.where(first_row == starts[run_episode], self.episode_seeds[run_episode], -1)
+        return DemoSet(
+            observations=self.observations[rows],
+            actions=self.actions[rows],
+            executed_actions=self.executed_actions[rows],
+            rewards=self.rewards[rows],
+            terminated=self.terminated[rows],
+            truncated=truncated,
+            is_corrupt=self.is_corrupt[rows],
+            episode_lengths=run_last - run_first + 1,
+            episode_returns=returns,
+            episode_seeds=seeds,
+            final_observations=final,
+            attrs=dict(self.attrs),
+        )
+
+    def filter_episodes(self, keep: np.ndarray) -> DemoSet:
+        """A new DemoSet with the whole episodes where ``keep (E,) bool`` is True, unchanged.
+
+        Raises:
+            DemoFormatError: ``keep`` has the wrong shape, or keeps nothing.
+        """
+        keep = np.asarray(keep)
+        if keep.shape != (self.num_episodes,) or keep.dtype != bool:
+            raise DemoFormatError(
+                f"keep must be a ({self.num_episodes},) bool mask, got {keep.dtype} {keep.shape}"
+            )
+        return self.filter(np.repeat(keep, self.episode_lengths))
 
     def equals(self, other: DemoSet) -> bool:
         """Exact equality: every array (values and dtype) and every attribute."""
@@ -488,6 +599,11 @@ class DemoSet:
             ImportError: minari is not installed.
             FileExistsError: a local dataset with this id exists.
         """
+        if self.n_actions is not None:
+            raise DemoFormatError(
+                "Minari export of discrete-action DemoSets is not supported: save to HDF5 "
+                "(demos.save(path)); the file is readable with plain h5py"
+            )
         minari, gym = _import_minari()
         from minari.data_collector.episode_buffer import EpisodeBuffer
 

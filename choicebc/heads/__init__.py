@@ -15,6 +15,7 @@ from choicebc.heads.base import (
     register_head,
 )
 from choicebc.heads.choicenet import ChoiceNetHead
+from choicebc.heads.gmm import GMMHead
 from choicebc.heads.mdn import MDNHead
 from choicebc.heads.pointwise import L1Head, MSEHead, TukeyHead
 
@@ -22,6 +23,7 @@ __all__ = [
     "HEADS",
     "VAR_FLOOR",
     "ChoiceNetHead",
+    "GMMHead",
     "Head",
     "L1Head",
     "MDNHead",

@@ -1,0 +1,238 @@
+"""``choicebc demos score|filter`` and ``DemoSet.filter``: the score-inspect-filter loop."""
+
+from __future__ import annotations
+
+import hashlib
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from choicebc.envs import POINT_REACH_ID, PointReachExpert
+
+import choicebc as cb
+from choicebc.cli import main
+from choicebc.demoset import DemoFormatError, DemoSet
+from choicebc.demoset_cli import QualityError, filter_file, read_quality, score_file
+from choicebc.policy import BCPolicy
+
+
+@pytest.fixture(scope="module")
+def flipped(tmp_path_factory):
+    """PointReach demos, 30 % of the steps flipped (a = -expert), and a ChoiceNet policy."""
+    torch.set_num_threads(1)
+    folder = tmp_path_factory.mktemp("demos")
+    demos = cb.collect(
+        POINT_REACH_ID,
+        PointReachExpert(),
+        "flipped",
+        ratio=0.3,
+        episodes=20,
+        seed=0,
+        progress=False,
+    )
+    demos.save(folder / "d.h5")
+    cfg = cb.TrainConfig(hidden=(32, 32), batch_size=128, log_every=10**6)
+    policy = cb.train_bc(demos, head="choicenet", steps=300, seed=0, progress=False, config=cfg)
+    policy.save(folder / "policy")
+    return folder, demos, policy
+
+
+def sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def small_demos() -> DemoSet:
+    """Two episodes (lengths 4 and 3) with distinct observations 0..6 and rewards 1..7."""
+    episodes = []
+    for start, t, term in ((0, 4, True), (4, 3, False)):
+        idx = np.arange(start, start + t, dtype=np.float32)
+        episodes.append(
+            {
+                "obs": np.stack([idx, -idx], 1),
+                "actions": np.stack([idx, idx], 1) / 10,
+                "rewards": idx + 1.0,
+                "terminated": np.arange(t) == t - 1 if term else np.zeros(t, bool),
+                "truncated": np.zeros(t, bool) if term else np.arange(t) == t - 1,
+                "final_obs": np.array([100.0 + start, 0.0], np.float32),
+                "is_corrupt": idx % 2 == 1,
+                "seed": 10 + start,
+            }
+        )
+    return DemoSet.from_episodes(episodes, {"env_id": POINT_REACH_ID})
+
+
+# ----------------------------------------------------------------------------- score
+def test_quality_separates_flipped_steps(flipped):
+    _, demos, policy = flipped
+    from sklearn.metrics import roc_auc_score
+
+    quality = policy.data_quality(demos)
+    assert roc_auc_score(~demos.is_corrupt, quality) >= 0.95
+
+
+def test_score_writes_a_copy_and_keeps_the_original(flipped, tmp_path, capsys):
+    folder, demos, policy = flipped
+    before = sha(folder / "d.h5")
+    out = tmp_path / "scored.h5"
+    assert (
+        main(
+            [
+                "demos",
+                "score",
+                "--policy",
+                str(folder / "policy"),
+                "--demos",
+                str(folder / "d.h5"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "ROC AUC" in printed
+    auc = float(printed.split("expert from corrupt steps): ")[1].split()[0])
+    assert auc >= 0.95
+    assert sha(folder / "d.h5") == before
+    with h5py.File(folder / "d.h5") as f:
+        assert "quality" not in f["data/demo_0"]
+    # plain h5py reads the scores, per episode, in the DemoSet's order
+    with h5py.File(out) as f:
+        first = f["data/demo_0/quality"][()]
+        assert f["data"].attrs["quality_auc"] == pytest.approx(auc, abs=1e-4)
+    np.testing.assert_allclose(read_quality(out), policy.data_quality(demos), rtol=1e-6)
+    assert first.shape == (demos.episode_lengths[0],)
+    # the copy is still the input DemoSet, plus the quality_* attributes
+    copy = DemoSet.load(out)
+    assert {k for k in copy.attrs if k not in demos.attrs} == {
+        "quality_auc",
+        "quality_kind",
+        "quality_policy",
+    }
+    copy.attrs = {k: v for k, v in copy.attrs.items() if not k.startswith("quality_")}
+    assert copy.equals(DemoSet.load(folder / "d.h5"))
+    # re-scoring onto an existing file needs --overwrite
+    assert (
+        main(
+            [
+                "demos",
+                "score",
+                "--policy",
+                str(folder / "policy"),
+                "--demos",
+                str(folder / "d.h5"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
+    assert "exists" in capsys.readouterr().err
+
+
+def test_score_rejects_missing_policy_and_mismatched_dims(flipped, tmp_path, capsys):
+    folder, _, _ = flipped
+    args = ["demos", "score", "--demos", str(folder / "d.h5"), "--out", str(tmp_path / "s.h5")]
+    assert main([*args, "--policy", str(tmp_path / "no-policy")]) == 2
+    assert "config.json is missing" in capsys.readouterr().err
+    BCPolicy(3, 2, head="choicenet", hidden=(8,)).save(tmp_path / "wrong")
+    assert main([*args, "--policy", str(tmp_path / "wrong")]) == 2
+    assert "obs_dim=3" in capsys.readouterr().err
+    with pytest.raises(QualityError, match="trained on HalfCheetah-v5"):
+        BCPolicy(2, 2, head="choicenet", hidden=(8,), env_id="HalfCheetah-v5").save(
+            tmp_path / "other"
+        )
+        score_file(tmp_path / "other", folder / "d.h5", tmp_path / "s.h5")
+    assert not (tmp_path / "s.h5").exists()
+
+
+# ----------------------------------------------------------------------------- DemoSet.filter
+def test_filter_keeps_the_right_rows_and_splits_runs():
+    demos = small_demos()
+    keep = np.array([True, True, False, True, False, True, True])
+    kept = demos.filter(keep)
+    np.testing.assert_array_equal(kept.observations, demos.observations[keep])
+    np.testing.assert_array_equal(kept.actions, demos.actions[keep])
+    np.testing.assert_array_equal(kept.is_corrupt, demos.is_corrupt[keep])
+    # runs: rows {0,1}, {3} (end of episode 0), {5,6} (end of episode 1)
+    np.testing.assert_array_equal(kept.episode_lengths, [2, 1, 2])
+    np.testing.assert_array_equal(kept.final_observations[:, 0], [2.0, 100.0, 104.0])
+    # run {0,1} was cut (truncated); episode 0 terminated at row 3; episode 1 was truncated
+    np.testing.assert_array_equal(kept.truncated, [False, True, False, False, True])
+    np.testing.assert_array_equal(kept.terminated, [False, False, True, False, False])
+    np.testing.assert_allclose(kept.episode_returns, [1 + 2, 4, 6 + 7])
+    np.testing.assert_array_equal(kept.episode_seeds, [10, -1, -1])
+    # transitions keep their true next observation
+    nxt = demos.next_observations[keep]
+    np.testing.assert_array_equal(kept.next_observations, nxt)
+
+
+def test_filter_episodes_keeps_whole_episodes_unchanged():
+    demos = small_demos()
+    kept = demos.filter_episodes(np.array([False, True]))
+    ep = demos.episode(1)
+    np.testing.assert_array_equal(kept.observations, ep["obs"])
+    assert kept.episode_returns[0] == ep["return"] and kept.episode_seeds[0] == ep["seed"]
+    np.testing.assert_array_equal(kept.truncated, ep["truncated"])
+    with pytest.raises(DemoFormatError, match="keeps no"):
+        demos.filter(np.zeros(7, bool))
+    with pytest.raises(DemoFormatError, match="bool mask"):
+        demos.filter(np.ones(3, bool))
+
+
+def scored_small(tmp_path, quality) -> str:
+    path = tmp_path / "small.h5"
+    small_demos().save(path)
+    with h5py.File(path, "r+") as f:
+        f["data/demo_0"].create_dataset("quality", data=np.asarray(quality[:4], np.float32))
+        f["data/demo_1"].create_dataset("quality", data=np.asarray(quality[4:], np.float32))
+    return str(path)
+
+
+def test_filter_command_steps_and_episodes(tmp_path, capsys):
+    quality = np.array([0.9, 0.8, 0.1, 0.5, 0.2, 0.7, 0.95])
+    path = scored_small(tmp_path, quality)
+    out = tmp_path / "clean.h5"
+    assert (
+        main(["demos", "filter", "--demos", path, "--min-quality", "0.5", "--out", str(out)]) == 0
+    )
+    kept = DemoSet.load(out)
+    np.testing.assert_array_equal(kept.observations, small_demos().observations[quality >= 0.5])
+    assert kept.attrs["min_quality"] == 0.5 and kept.attrs["filter_mode"] == "steps"
+    np.testing.assert_allclose(read_quality(out), quality[quality >= 0.5], rtol=1e-6)
+    assert "kept 5 of 7 steps" in capsys.readouterr().out
+    # episodes: means 0.575 and 0.617 -> q = 0.6 keeps only episode 1
+    kept = filter_file(path, 0.6, tmp_path / "ep.h5", episodes=True)
+    np.testing.assert_array_equal(kept.episode_lengths, [3])
+    assert kept.observations[0, 0] == 4.0
+
+
+def test_filter_rejects_bad_inputs(tmp_path, capsys):
+    path = scored_small(tmp_path, np.full(7, 0.5))
+    base = ["demos", "filter", "--demos", path, "--out", str(tmp_path / "o.h5")]
+    for q in ("1.5", "-0.1"):
+        assert main([*base, "--min-quality", q]) == 2
+        assert "must be in [0, 1]" in capsys.readouterr().err
+    assert main([*base, "--min-quality", "0.9"]) == 2
+    assert "lower --min-quality" in capsys.readouterr().err
+    unscored = tmp_path / "raw.h5"
+    small_demos().save(unscored)
+    assert (
+        main(
+            [
+                "demos",
+                "filter",
+                "--demos",
+                str(unscored),
+                "--min-quality",
+                "0.5",
+                "--out",
+                str(tmp_path / "o.h5"),
+            ]
+        )
+        == 2
+    )
+    assert "demos score" in capsys.readouterr().err
+    assert main(["demos", "filter", "--demos", path, "--min-quality", "0.1", "--out", path]) == 2
+    assert not (tmp_path / "o.h5").exists()
