@@ -1,6 +1,7 @@
 """Head training-step benchmark (same as ``choicebc bench train``); see ``choicebc/bench/train.py``.
 
-python scripts/bench_train.py                     # mse, mdn, choicenet on 17->256->256, D=6, K=5
+python scripts/bench_train.py                  # mse, mdn, choicenet, l1, robust: bare + train_bc
+python scripts/bench_train.py --no-train-bc    # only the bare head steps
 python scripts/bench_train.py --heads mse choicenet --rounds 10
 """
 

@@ -8,6 +8,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
 
 BENCHMARKS = {
     "sim": "choicebc.bench.sim",
@@ -29,3 +35,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     return int(importlib.import_module(BENCHMARKS[args.bench_command]).run(args) or 0)
+
+
+def write_result(
+    out: str | Path, args: argparse.Namespace, load_before: tuple, payload: dict[str, Any]
+) -> dict[str, Any]:
+    """Write ``payload`` + run metadata (machine, load, versions, args) to ``out`` atomically.
+
+    The load average before and after is recorded because machines here are shared: a figure
+    measured under load is only comparable to one measured under the same load.
+    """
+    import gymnasium
+    import h5py
+    import mujoco
+    import numpy as np
+    import torch
+
+    meta = {
+        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "cpu_count": os.cpu_count(),
+        "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg(),
+        "platform": platform.platform(),
+        "versions": {
+            "mujoco": mujoco.__version__,
+            "gymnasium": gymnasium.__version__,
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "h5py": h5py.__version__,
+        },
+        "args": {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "func"},
+    }
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps({"meta": meta, **payload}, indent=2) + "\n")
+    os.replace(tmp, out)
+    return meta

@@ -20,13 +20,10 @@ shared: compare the ratio, measured side by side, and read the absolute figure a
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import time
 from pathlib import Path
 
-import numpy as np
+from choicebc.bench import write_result
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -143,10 +140,6 @@ def markdown_table(row: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import gymnasium
-    import h5py
-    import mujoco
-    import torch
 
     load_before = os.getloadavg()
     row = measure(args)
@@ -162,23 +155,6 @@ def run(args: argparse.Namespace) -> int:
         f"save {row['transitions_per_cpu_second']:,.0f}, physics limit "
         f"{row['physics_limit_per_cpu_second']:,.0f}"
     )
-    meta = {
-        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "cpu_count": os.cpu_count(),
-        "loadavg_before": load_before,
-        "loadavg_after": os.getloadavg(),
-        "platform": platform.platform(),
-        "versions": {
-            "mujoco": mujoco.__version__,
-            "gymnasium": gymnasium.__version__,
-            "torch": torch.__version__,
-            "numpy": np.__version__,
-            "h5py": h5py.__version__,
-        },
-        "args": {k: v for k, v in vars(args).items() if not k.startswith("_")},
-    }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "row": row, "table": table}, indent=2) + "\n")
-    print(f"load average before/after: {load_before} / {meta['loadavg_after']}; wrote {out}")
+    meta = write_result(args.out, args, load_before, {"row": row, "table": table})
+    print(f"load average before/after: {load_before} / {meta['loadavg_after']}; wrote {args.out}")
     return 0

@@ -26,14 +26,13 @@ keep both cores busy they are what the wall-clock ratio tends to.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import platform
 import time
-from pathlib import Path
 
 import numpy as np
+
+from choicebc.bench import write_result
 
 DEFAULT_TASKS = (
     "HalfCheetah-v5",
@@ -311,9 +310,6 @@ def markdown_table(rows: list[dict], num_envs: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import gymnasium
-    import mujoco
-    import torch
 
     load_before = os.getloadavg()
     rows = []
@@ -330,22 +326,6 @@ def run(args: argparse.Namespace) -> int:
     table = markdown_table(rows, args.num_envs)
     print()
     print(table)
-    meta = {
-        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "cpu_count": os.cpu_count(),
-        "loadavg_before": load_before,
-        "loadavg_after": os.getloadavg(),
-        "platform": platform.platform(),
-        "versions": {
-            "mujoco": mujoco.__version__,
-            "gymnasium": gymnasium.__version__,
-            "torch": torch.__version__,
-            "numpy": np.__version__,
-        },
-        "args": {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "func"},
-    }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "rows": rows, "table": table}, indent=2) + "\n")
-    print(f"\nload average before/after: {load_before} / {meta['loadavg_after']}; wrote {out}")
+    meta = write_result(args.out, args, load_before, {"rows": rows, "table": table})
+    print(f"\nload average before/after: {load_before} / {meta['loadavg_after']}; wrote {args.out}")
     return 0

@@ -1,0 +1,55 @@
+"""``choicebc bench train``: bare head steps and ``train_bc`` end to end, on a tiny budget."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+from choicebc.bench import train as bench_train
+
+
+def test_synthetic_demos_have_the_demoset_fields_train_bc_reads():
+    demos = bench_train.synthetic_demos(5000, obs_dim=17, act_dim=6, seed=0, episode_len=1000)
+    assert demos.observations.shape == (5000, 17) and demos.observations.dtype == np.float32
+    assert demos.actions.shape == (5000, 6) and np.abs(demos.actions).max() <= 1
+    assert demos.is_corrupt.dtype == bool and 0.2 < demos.is_corrupt.mean() < 0.4
+    assert np.array_equal(np.unique(demos.episode_ids), np.arange(5))
+
+
+def test_run_reports_ratios_and_checks(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    bench_train.add_arguments(parser)
+    out = tmp_path / "bench_train.json"
+    args = parser.parse_args(
+        [
+            "--heads",
+            "mse",
+            "choicenet",
+            "--hidden",
+            "32",
+            "--steps",
+            "3",
+            "--rounds",
+            "1",
+            "--transitions",
+            "4000",
+            "--train-steps",
+            "2",
+            "4",
+            "--train-rounds",
+            "1",
+            "--out",
+            str(out),
+        ]  # fmt: skip
+    )
+    assert bench_train.run(args) == 0
+    result = json.loads(out.read_text())
+    assert result["cost_ratio_vs_mse_cpu"]["mse"] == 1.0
+    assert set(result["train_bc_share_of_bare_wall"]) == {"mse", "choicenet"}
+    assert all(v > 0 for v in result["bare_steps_per_second_wall"].values())
+    checks = "\n".join(result["checks"])
+    assert "choicenet/mse step cost" in checks and "train_bc choicenet" in checks
+    assert all(line.startswith(("PASS: ", "FAIL: ")) for line in result["checks"])
+    assert result["table"] in capsys.readouterr().out
