@@ -49,10 +49,10 @@ class QuickstartConfig:
 
 
 METHODS = {
-    # label: (head, clean_only)
-    "ChoiceNet-BC": ("choicenet", False),
-    "MSE-BC": ("mse", False),
-    "Oracle MSE-BC (clean steps only)": ("mse", True),
+    # label: method of the robustness report (choicebc.report.METHODS)
+    "ChoiceNet-BC": "choicenet",
+    "MSE-BC": "mse",
+    "Oracle MSE-BC (clean steps only)": "oracle",
 }
 
 
@@ -61,15 +61,13 @@ def _train_one(demos_path: str, label: str, steps: int, seed: int, out: str) -> 
     import torch
 
     from choicebc.demoset import DemoSet
-    from choicebc.train import TrainConfig, train_bc
+    from choicebc.report import train_method
 
     torch.set_num_threads(1)
-    head, clean_only = METHODS[label]
     demos = DemoSet.load(demos_path)
-    cfg = TrainConfig(head=head, steps=steps, seed=seed, clean_only=clean_only)
     folder = Path(out) / label.split(" ")[0].lower()
     position = list(METHODS).index(label)
-    train_bc(demos, config=cfg, out=folder, progress=position < 2)
+    train_method(METHODS[label], demos, steps, seed, out=folder, progress=position < 2)
     return str(folder / "policy")
 
 
@@ -77,6 +75,7 @@ def run_quickstart(cfg: QuickstartConfig) -> Path:
     """Run every stage; returns the path of the written report."""
     import choicebc as cb
     from choicebc.plots import plot_learning_curves, plot_trajectory_correlations
+    from choicebc.report import collect_demos, corruption_auc
 
     t_start = time.perf_counter()
     out = Path(cfg.out)
@@ -85,13 +84,12 @@ def run_quickstart(cfg: QuickstartConfig) -> Path:
 
     t = time.perf_counter()
     expert = cb.load_expert(cfg.env_id, path=cfg.expert or None)
-    adversary = cb.make_adversary(cfg.adversary, expert)
-    demos = cb.collect(
+    demos = collect_demos(
         cfg.env_id,
         expert,
-        adversary,
-        ratio=cfg.ratio,
-        mix=cfg.mix,
+        cfg.adversary,
+        cfg.ratio,
+        cfg.mix,
         episodes=cfg.episodes,
         num_envs=cfg.num_envs,
         seed=cfg.seed,
@@ -125,11 +123,8 @@ def run_quickstart(cfg: QuickstartConfig) -> Path:
     t = time.perf_counter()
     choicenet = cb.BCPolicy.load(folders["ChoiceNet-BC"])
     quality = choicenet.data_quality(demos)
-    auc = float("nan")
-    if 0 < demos.is_corrupt.mean() < 1:
-        from sklearn.metrics import roc_auc_score
-
-        auc = float(roc_auc_score(~demos.is_corrupt, quality))
+    auc = corruption_auc(quality, demos.is_corrupt)
+    auc = float("nan") if auc is None else auc
     curves = {label: Path(folder).parent / "log.csv" for label, folder in folders.items()}
     plot_learning_curves(curves, out / "learning_curves.png")
     plot_trajectory_correlations(choicenet, demos, out / "correlations.png")

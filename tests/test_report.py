@@ -1,0 +1,288 @@
+"""The robustness report harness: resume, parallel = serial, Ray, rendering, missing cells.
+
+Runs use tiny budgets on the cheapest task with a shipped expert (the 2-D PointReach, else
+HalfCheetah): the numbers are not meaningful, only that the harness moves them correctly.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from choicebc import report
+from choicebc.cli import main as cli_main
+from choicebc.experts import shipped_experts
+from choicebc.report import (
+    QUICK,
+    Budget,
+    RayUnavailableError,
+    ReportConfig,
+    ReportError,
+    make_cell,
+    render_report,
+    run_report,
+)
+
+ENV = next(
+    (e for e in ("choicebc/PointReach-v0", "HalfCheetah-v5") if e in shipped_experts()), None
+)
+needs_expert = pytest.mark.skipif(ENV is None, reason="no shipped expert to collect demos with")
+
+
+def tiny(tmp_path: Path, **changes) -> ReportConfig:
+    """Two cells (MSE-BC and the oracle at 30 % flipped step-mixing), seconds each."""
+    values = dict(
+        envs=(ENV,),
+        adversaries=("flipped",),
+        mixes=("step",),
+        ratios=(0.3,),
+        seeds=(0,),
+        methods=("mse",),
+        episodes=4,
+        steps=20,
+        eval_episodes=3,
+        num_envs=3,
+        out=str(tmp_path / "run"),
+        results=str(tmp_path / "report.md"),
+        workers=1,
+        progress=False,
+    )
+    values.update(changes)
+    return ReportConfig(**values)
+
+
+def cell_files(out: str | Path) -> dict[str, dict]:
+    """relative path -> cell JSON without its timing fields (which differ run to run)."""
+    files = {}
+    for path in sorted(Path(out, "cells").rglob("*.json")):
+        data = json.loads(path.read_text())
+        data.pop("timings")
+        data.pop("finished")
+        files[str(path.relative_to(out))] = data
+    return files
+
+
+@pytest.fixture(scope="module")
+def serial_cells(tmp_path_factory) -> dict[str, dict]:
+    """The two tiny cells computed serially in this process: the reference for other pools."""
+    cfg = tiny(tmp_path_factory.mktemp("serial"))
+    run_report(cfg)
+    return cell_files(cfg.out)
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """Count the cells the harness computes (serial runs happen in this process)."""
+    calls = []
+    real = report.run_cell
+
+    def run_cell(cell, root, budget):
+        calls.append(str(cell))
+        return real(cell, root, budget)
+
+    monkeypatch.setattr(report, "run_cell", run_cell)
+    return calls
+
+
+@needs_expert
+def test_finished_cells_are_never_recomputed(tmp_path, counted):
+    cfg = tiny(tmp_path)
+    run_report(cfg)
+    assert sorted(counted) == sorted(f"{ENV}/flipped-step-r30-s0/{m}" for m in ("mse", "oracle"))
+    before = {p: p.read_bytes() for p in Path(cfg.out, "cells").rglob("*.json")}
+    assert len(before) == 2
+
+    counted.clear()
+    run_report(cfg)
+    assert counted == []  # the second run computes nothing
+    assert {p: p.read_bytes() for p in Path(cfg.out, "cells").rglob("*.json")} == before
+
+    # a bigger grid only computes the new cells
+    run_report(tiny(tmp_path, ratios=(0.0, 0.3)))
+    assert sorted(counted) == sorted(f"{ENV}/clean-s0/{m}" for m in ("mse", "oracle"))
+
+    counted.clear()
+    run_report(tiny(tmp_path, force=True))
+    assert len(counted) == 2
+
+    # a run folder made with another budget is refused instead of silently mixed
+    with pytest.raises(ReportError, match="another --out"):
+        run_report(tiny(tmp_path, steps=21))
+
+
+@needs_expert
+def test_parallel_workers_write_the_same_cells_as_serial(tmp_path, serial_cells):
+    parallel = tiny(tmp_path, workers=2)
+    run_report(parallel)
+    assert len(serial_cells) == 2 and cell_files(parallel.out) == serial_cells
+    record = next(iter(serial_cells.values()))
+    assert record["eval_episodes"] == 3 and record["corrupt_share"] > 0
+
+
+@needs_expert
+def test_two_cells_on_a_local_ray_instance(tmp_path, serial_cells):
+    ray = pytest.importorskip("ray", reason="ray not installed: pip install -e '.[cluster]'")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        cfg = tiny(tmp_path, ray_address="local")
+        run_report(cfg)
+    finally:
+        ray.shutdown()
+    assert cell_files(cfg.out) == serial_cells
+    runs = [json.loads(line) for line in Path(cfg.out, "runs.jsonl").read_text().splitlines()]
+    assert runs[-1]["ray_address"] == "local" and runs[-1]["cells_run"] == 2
+
+
+@needs_expert
+def test_a_failing_cell_is_reported_and_the_rest_finish(tmp_path, monkeypatch, capsys):
+    real = report.train_method
+
+    def train_method(method, *args, **kwargs):
+        if method == "oracle":
+            raise RuntimeError("injected failure")
+        return real(method, *args, **kwargs)
+
+    monkeypatch.setattr(report, "train_method", train_method)
+    cfg = tiny(tmp_path)
+    run_report(cfg)
+    assert list(cell_files(cfg.out)) == [
+        f"cells/{ENV.replace('/', '__')}/flipped-step-r30-s0/mse.json"
+    ]
+    assert "injected failure" in capsys.readouterr().err
+    text = Path(cfg.results).read_text()
+    assert "1 cells of the grid have no result yet" in text and "oracle" in text
+
+
+def test_env_without_expert_is_skipped_and_listed_missing(tmp_path, capsys):
+    cfg = tiny(tmp_path, envs=("Ant-v5",), methods=("mse",), ratios=(0.0, 0.5))
+    if "Ant-v5" in shipped_experts():
+        pytest.skip("an Ant-v5 expert is shipped here")
+    run_report(cfg)
+    err = capsys.readouterr().err
+    assert "skipping Ant-v5" in err and "choicebc expert train Ant-v5" in err
+    text = Path(cfg.results).read_text()
+    # 2 ratios x 1 seed x (mse + oracle)
+    assert "- **Ant-v5**: all 4 cells — no shipped expert" in text
+    assert "choicebc expert train Ant-v5" in text
+
+
+def _record(env, adv, mix, ratio, seed, method, score, auc=None, total_s=10.0):
+    cell = make_cell(env, adv, mix, ratio, seed, method)
+    return cell, {
+        "format": report.CELL_FORMAT,
+        "version": report.CELL_VERSION,
+        "cell": {
+            "env_id": cell.env_id,
+            "adversary": cell.adversary,
+            "mix": cell.mix,
+            "ratio": cell.ratio,
+            "seed": cell.seed,
+            "method": cell.method,
+        },
+        "budget": {
+            "episodes": 10,
+            "steps": 100,
+            "bcnd_steps": 10,
+            "bcnd_ensemble": 5,
+            "bcnd_rounds": 3,
+            "eval_episodes": 7,
+            "num_envs": 7,
+        },
+        "normalized_score": score,
+        "mean_return": score,
+        "roc_auc": auc,
+        "timings": {
+            "train_s": total_s - 2,
+            "eval_s": 2.0,
+            "score_s": 0.0,
+            "total_s": total_s,
+            "cpu_s": total_s / 2,
+        },
+        "finished": "2026-01-01T00:00:00+00:00",
+    }
+
+
+def test_markdown_renders_the_cell_numbers(tmp_path):
+    root = tmp_path / "run"
+    env = "HalfCheetah-v5"
+    scores = {  # (ratio, method) -> per-seed normalized scores
+        (0.0, "choicenet"): [97.0, 99.0],
+        (0.0, "mse"): [98.0, 100.0],
+        (0.0, "oracle"): [98.0, 100.0],
+        (0.3, "choicenet"): [90.0, 94.0],
+        (0.3, "mse"): [10.0, 20.0],
+        (0.3, "oracle"): [95.0],  # seed 1 missing
+    }
+    aucs = {0.3: [0.99, 0.97]}
+    for (ratio, method), values in scores.items():
+        for seed, score in enumerate(values):
+            auc = aucs[ratio][seed] if method == "choicenet" and ratio > 0 else None
+            cell, rec = _record(env, "flipped", "step", ratio, seed, method, score, auc)
+            report.write_json_atomic(cell.path(root), rec)
+    grid = {
+        "envs": [env, "Ant-v5"],
+        "adversaries": ["flipped"],
+        "mixes": ["step"],
+        "ratios": [0.0, 0.3],
+        "seeds": [0, 1],
+        "methods": ["choicenet", "mse", "oracle"],
+        "budget": _record(env, "flipped", "step", 0, 0, "mse", 0)[1]["budget"],
+        "skipped_envs": {"Ant-v5": "no shipped expert; train one with `choicebc expert train`"},
+    }
+    report.write_json_atomic(root / "grid.json", grid)
+    results = tmp_path / "out" / "report.md"
+    # through the CLI: --render-only reads the cell JSONs alone, no training
+    assert cli_main(["report", "--render-only", "--out", str(root), "--results", str(results)]) == 0
+    text = results.read_text()
+    assert "| method | 0 % | 30 % |" in text
+    assert "| ChoiceNet-BC | 98.0 ± 1.0 | **92.0 ± 2.0** |" in text
+    assert "| MSE-BC | **99.0 ± 1.0** | 15.0 ± 5.0 |" in text
+    assert "| Oracle MSE-BC (clean steps only) | 99.0 ± 1.0 | 95.0 |" in text
+    assert f"| ChoiceNet-BC | {np.mean([0.99, 0.97]):.3f} ± {np.std([0.99, 0.97]):.3f} |" in text
+    # missing: oracle seed 1 at 30 %, and every Ant-v5 cell (2 ratios x 2 seeds x 3 methods)
+    assert "13 cells of the grid have no result yet" in text
+    assert "- **Ant-v5**: all 12 cells" in text
+    assert "30 % s1 oracle" in text
+    # wall time: per method and in all
+    assert "| ChoiceNet-BC | 4 | 8 | 2 | 10 | 40 s |" in text
+    assert "Sum over all cells: 110 s" in text
+    assert "CPU time of 11 cells: 55 s" in text
+    png = results.parent / "report_figures" / "HalfCheetah-v5.png"
+    assert png.stat().st_size > 0 and png.with_suffix(".svg").stat().st_size > 0
+    assert "(report_figures/HalfCheetah-v5.png)" in text
+
+    # rendering again from the same files gives the same report (bar its timestamp line)
+    render_report(root, results)
+
+    def body(t: str) -> list[str]:
+        return [line for line in t.splitlines() if not line.startswith("Generated")]
+
+    assert body(results.read_text()) == body(text)
+
+
+def test_quick_preset_and_method_selection():
+    cfg = ReportConfig(quick=True).resolved()
+    assert cfg.envs == ("HalfCheetah-v5",) and cfg.adversaries == ("flipped",)
+    assert cfg.mixes == ("step",) and cfg.ratios == (0.0, 0.3, 0.5) and cfg.seeds == (0,)
+    assert cfg.eval_episodes == 100 and cfg.steps == QUICK["steps"]
+    assert cfg.budget == Budget(steps=QUICK["steps"], bcnd_steps=QUICK["bcnd_steps"])
+    # a flag the user set wins over the preset
+    assert ReportConfig(quick=True, steps=123).resolved().steps == 123
+    # every available method by default; the oracle is always there
+    names = ReportConfig().method_names()
+    assert names[:2] == ["choicenet", "mse"] and names[-1] == "oracle"
+    assert ReportConfig(methods=("l1",)).method_names() == ["l1", "oracle"]
+    with pytest.raises(ReportError, match="unknown methods"):
+        ReportConfig(methods=("nope",)).method_names()
+    with pytest.raises(ReportError, match="outside"):
+        ReportConfig(ratios=(1.5,)).validate()
+
+
+def test_ray_missing_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(RayUnavailableError, match=r"choicebc\[cluster\]"):
+        report.import_ray()
