@@ -335,6 +335,12 @@ def train_bc(
     def checkpoint(step: int) -> None:
         if ckpt_dir is None:
             return
+        if not all(torch.isfinite(p).all() for p in policy.parameters()):
+            bar.close()
+            raise TrainingDivergedError(
+                f"non-finite parameters at step {step}; last good checkpoint: {ckpt_dir}. "
+                "Lower --lr, check the demos for outliers of extreme magnitude, or use --resume."
+            )
         state = {
             "step": step,
             "optimizer": optimizer.state_dict(),
@@ -355,10 +361,10 @@ def train_bc(
         loss = policy.head.loss(policy.mixture(obs_b), act_b)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        # the norm only (the NaN/inf guard): clip_grad_norm_ would also rescale every grad by 1
-        grads = [p.grad for p in policy.parameters() if p.grad is not None]
-        grad_norm = torch.nn.utils.get_total_norm(grads)
-        if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
+        # NaN/inf guard, per step on the loss only: a non-finite gradient with a finite loss
+        # makes the parameters non-finite, which the next step's loss shows; checkpoints check
+        # the parameters themselves, so a bad step never reaches the last good checkpoint
+        if not torch.isfinite(loss):
             bar.close()
             where = f"; last good checkpoint: {ckpt_dir}" if ckpt_dir else ""
             raise TrainingDivergedError(

@@ -184,6 +184,30 @@ def test_nan_batch_triggers_the_guard_and_keeps_the_checkpoint(tmp_path, monkeyp
     assert state["step"] == 10
 
 
+def test_a_bad_step_with_a_finite_loss_never_reaches_a_checkpoint(tmp_path, monkeypatch):
+    # an inf gradient under a finite loss: the optimizer step leaves NaN parameters behind
+    demos = toy_demos(600)
+    cfg = TrainConfig(steps=40, batch_size=32, hidden=(16,), checkpoint_every=10)
+    calls = {"n": 0}
+    real_step = torch.optim.Adam.step
+
+    def poisoned_step(self, *args, **kwargs):
+        out = real_step(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 20:  # step index 19: the checkpoint of step 20 comes right after
+            with torch.no_grad():
+                self.param_groups[0]["params"][0].fill_(float("nan"))
+        return out
+
+    monkeypatch.setattr(torch.optim.Adam, "step", poisoned_step)
+    with pytest.raises(TrainingDivergedError, match="non-finite parameters at step 20"):
+        train_bc(demos, config=cfg, out=tmp_path / "run", progress=False)
+    kept = BCPolicy.load(tmp_path / "run" / "checkpoint")
+    assert all(torch.isfinite(p).all() for p in kept.parameters())
+    state = torch.load(tmp_path / "run" / "checkpoint" / "trainer_state.pt", weights_only=True)
+    assert state["step"] == 10
+
+
 def test_bad_demos_raise_clear_errors():
     demos = toy_demos(100)
     demos.actions[3, 0] = np.nan
