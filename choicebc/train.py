@@ -112,7 +112,7 @@ def sample_batch(
         # inverse-CDF sampling: O(B log M) per batch, where torch.multinomial is O(M)
         u = torch.rand(batch_size, generator=generator, dtype=torch.float64)
         idx = torch.searchsorted(cdf, u, right=True).clamp_max(len(obs) - 1)
-    return obs[idx], actions[idx]
+    return obs.index_select(0, idx), actions.index_select(0, idx)  # ~2x obs[idx]
 
 
 def weights_cdf(sample_weights: np.ndarray) -> torch.Tensor:
