@@ -98,6 +98,14 @@ class Adversary(ABC):
         return repr(self)
 
 
+class RandomizedAdversary(Adversary):
+    """An adversary that draws from its own generator ``self._rng``, seeded by :meth:`reseed`."""
+
+    def reseed(self, seed: int | None) -> None:
+        self.seed = seed
+        self._rng = np.random.default_rng(seed)
+
+
 class FlippedAdversary(Adversary):
     """``-expert(obs)``: the negatively correlated demonstrator (rho = -1).
 
@@ -120,7 +128,7 @@ class FlippedAdversary(Adversary):
         return f"FlippedAdversary(expert={_describe(self.expert)})"
 
 
-class RandomAdversary(Adversary):
+class RandomAdversary(RandomizedAdversary):
     """Uniform actions in the box, ignoring the state (rho = 0).
 
     Stands for an operator who is not driving: dropped controls, a dead teleop link logging
@@ -144,10 +152,6 @@ class RandomAdversary(Adversary):
     def act_dim(self) -> int:
         return int(self.low.shape[0])
 
-    def reseed(self, seed: int | None) -> None:
-        self.seed = seed
-        self._rng = np.random.default_rng(seed)
-
     def from_expert_actions(self, obs: np.ndarray, expert_actions: np.ndarray | None) -> np.ndarray:
         n = np.asarray(obs).shape[0]
         return self._rng.uniform(self.low, self.high, size=(n, self.low.shape[0])).astype(
@@ -158,7 +162,7 @@ class RandomAdversary(Adversary):
         return f"RandomAdversary(act_dim={self.low.shape[0]})"
 
 
-class NoisyAdversary(Adversary):
+class NoisyAdversary(RandomizedAdversary):
     """``clip(expert(obs) + N(0, sigma^2 I), low, high)``: the right intent, imprecisely.
 
     Stands for a shaky or coarse operator: correlated with the expert, with a spread that
@@ -187,10 +191,6 @@ class NoisyAdversary(Adversary):
     @property
     def act_dim(self) -> int:
         return int(self.low.shape[0])
-
-    def reseed(self, seed: int | None) -> None:
-        self.seed = seed
-        self._rng = np.random.default_rng(seed)
 
     def from_expert_actions(self, obs: np.ndarray, expert_actions: np.ndarray | None) -> np.ndarray:
         if expert_actions is None:
@@ -237,7 +237,7 @@ class DiscreteFlippedAdversary(Adversary):
         return f"DiscreteFlippedAdversary(expert={_describe(self.expert)})"
 
 
-class DiscreteRandomAdversary(Adversary):
+class DiscreteRandomAdversary(RandomizedAdversary):
     """Uniform action ids in ``[0, n_actions)``, ignoring the state (the discrete ``random``).
 
     Args:
@@ -254,10 +254,6 @@ class DiscreteRandomAdversary(Adversary):
         self.n_actions = int(n_actions)
         self.reseed(seed)
 
-    def reseed(self, seed: int | None) -> None:
-        self.seed = seed
-        self._rng = np.random.default_rng(seed)
-
     def from_expert_actions(self, obs: np.ndarray, expert_actions: np.ndarray | None) -> np.ndarray:
         return self._rng.integers(0, self.n_actions, size=np.asarray(obs).shape[0], dtype=np.int64)
 
@@ -265,7 +261,7 @@ class DiscreteRandomAdversary(Adversary):
         return f"DiscreteRandomAdversary(n_actions={self.n_actions})"
 
 
-class DiscreteNoisyAdversary(Adversary):
+class DiscreteNoisyAdversary(RandomizedAdversary):
     """The expert's id, replaced with probability ``p`` by a uniform random id (the discrete
     ``noisy``: a mis-pressed key). The random id may equal the expert's.
 
@@ -286,10 +282,6 @@ class DiscreteNoisyAdversary(Adversary):
         self.p = float(p)
         self.n_actions = int(n_actions)
         self.reseed(seed)
-
-    def reseed(self, seed: int | None) -> None:
-        self.seed = seed
-        self._rng = np.random.default_rng(seed)
 
     def from_expert_actions(self, obs: np.ndarray, expert_actions: np.ndarray | None) -> np.ndarray:
         if expert_actions is None:

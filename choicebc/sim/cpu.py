@@ -182,10 +182,6 @@ class CpuBatchedEnv:
     def _rows(self) -> np.ndarray | slice:
         return slice(None) if self._active_ids is None else self._active_ids
 
-    def _valid_rows(self) -> np.ndarray:
-        """``(N,) bool``: rows whose actions were validated (inactive slots may hold anything)."""
-        return np.ones(self.num_envs, bool) if self._active_ids is None else self._active.copy()
-
     def _submit(self, actions: np.ndarray, run_async: bool) -> None:
         if self._needs_reset:
             raise RuntimeError("call reset() before step()")
@@ -193,7 +189,9 @@ class CpuBatchedEnv:
             raise RuntimeError("a step is in flight: call step_wait() before stepping again")
         if self.n_actions is not None:
             ids = check_discrete_actions(actions, self.num_envs, self.n_actions, self._active_ids)
-            a = self.task.control(np.where(self._valid_rows(), ids, 0))
+            if self._active_ids is not None:  # inactive slots may hold any id: map them to 0
+                ids = np.where(self._active, ids, 0)
+            a = self.task.control(ids)
         else:
             a = check_actions(
                 actions, self.num_envs, self.action_low, self.action_high, self._active_ids
