@@ -31,6 +31,8 @@ with ``<tag>`` = ``clean-s<seed>`` at ratio 0, else ``<adversary>-<mix>-r<percen
 from __future__ import annotations
 
 import argparse
+import functools
+import hashlib
 import json
 import math
 import os
@@ -47,6 +49,10 @@ import numpy as np
 
 CELL_FORMAT = "choicebc.report-cell"
 CELL_VERSION = 1
+RESULT_AFFECTING_EXCLUDE = ("plots.py", "cli.py", "video.py", "quickstart.py", "demoset_cli.py")
+"""choicebc modules that cannot change a cell's numbers (figures, CLI wiring); everything else
+in the package -- heads, training, simulation, envs, collection, this module's cell code --
+goes into :func:`code_version`."""
 EVAL_SEED_OFFSET = 10_000
 """evaluation episodes start from seeds disjoint from the demonstrations' (seed + offset)"""
 
@@ -389,6 +395,9 @@ class ReportConfig:
     """preset: HalfCheetah-v5, flipped, step, ratios 0/0.3/0.5, seed 0, 5k steps: 24 cells"""
     force: bool = False
     """recompute cells that are already finished (cached demo sets are reused)"""
+    rerun_stale: bool = False
+    """recompute finished cells whose recorded code version differs from this code's (by
+    default they are kept, and the report lists them)"""
     render_only: bool = False
     """only regenerate the report from the cell JSONs"""
     progress: bool = True
@@ -445,6 +454,23 @@ class ReportConfig:
             raise ReportError("--workers must be >= 0 (0: one per core)")
         if not self.seeds:
             raise ReportError("give at least one seed")
+
+
+@functools.cache
+def code_version() -> str:
+    """``"<choicebc version>+<12 hex>"``: a hash of the package's source files that shape a
+    cell's numbers (not its figures or CLI). Cells record it, so a grid resumed after a code
+    change can tell which cells came from older code (``--rerun-stale`` recomputes them)."""
+    import choicebc
+
+    package = Path(choicebc.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        rel = path.relative_to(package).as_posix()
+        if path.name in RESULT_AFFECTING_EXCLUDE or rel.startswith("bench/"):
+            continue
+        digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+    return f"{choicebc.__version__}+{digest.hexdigest()[:12]}"
 
 
 def _grid_dict(cfg: ReportConfig, methods: list[str]) -> dict[str, Any]:
@@ -588,6 +614,7 @@ def _cell_record(cell: Cell, root: Path, budget: Budget) -> dict[str, Any]:
     return {
         "format": CELL_FORMAT,
         "version": CELL_VERSION,
+        "code_version": code_version(),
         "cell": asdict(cell),
         "budget": asdict(budget),
         "steps": steps,
@@ -858,7 +885,8 @@ def run_report(cfg: ReportConfig) -> Path:
                     f"{path} was made with budget {finished.get('budget')}, not "
                     f"{asdict(budget)}: use another --out for this budget, or --force to redo"
                 )
-            continue
+            if not cfg.rerun_stale or finished.get("code_version") == code_version():
+                continue
         todo.append(cell)
     root.mkdir(parents=True, exist_ok=True)
     write_json_atomic(root / "grid.json", grid)
@@ -986,11 +1014,36 @@ def render_report(root: str | Path, results: str | Path) -> Path:
     lines += _method_notes(methods)
     lines += _wall_time_section(root, records)
     lines += _missing_section(index, grid, envs)
+    lines += _code_version_section(records)
     results.parent.mkdir(parents=True, exist_ok=True)
     tmp = results.with_name(f".{results.name}.{os.getpid()}.tmp")
     tmp.write_text("\n".join(lines) + "\n")
     os.replace(tmp, results)
     return results
+
+
+def _code_version_section(records: list[dict[str, Any]]) -> list[str]:
+    """Which code versions the cells came from; cells from other versions are named."""
+    if not records:
+        return []
+    current = code_version()
+    counts: dict[str, int] = {}
+    for r in records:
+        v = r.get("code_version", "unrecorded")
+        counts[v] = counts.get(v, 0) + 1
+    lines = ["## Code versions", ""]
+    lines += [
+        f"- `{v}`: {n} cells" + (" (this code)" if v == current else "")
+        for v, n in sorted(counts.items(), key=lambda kv: -kv[1])
+    ]
+    stale = [r for r in records if r.get("code_version") != current]
+    if stale:
+        lines += [
+            "",
+            f"{len(stale)} cells came from other code than this (`{current}`); "
+            "`choicebc report --rerun-stale` with the same settings recomputes them.",
+        ]
+    return lines + [""]
 
 
 def score_table_rows(index, env, adv, mix, ratios, methods, seeds) -> dict[str, list[str]]:

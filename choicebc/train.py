@@ -207,7 +207,7 @@ def _validate(policy: BCPolicy, obs, actions, clean) -> tuple[float, float]:
     if len(obs) == 0:
         return math.nan, math.nan
     policy.eval()
-    loss = float(policy.head.loss(policy.mixture(obs), actions))
+    loss = float(policy.head.training_loss(policy.features(obs), actions))
     mse = math.nan
     if clean is not None and clean.any() and policy.discrete:
         # discrete actions: the share of clean steps whose id the policy gets wrong
@@ -358,7 +358,7 @@ def train_bc(
         for group in optimizer.param_groups:
             group["lr"] = lr_at(cfg, step)
         obs_b, act_b = sample_batch(train_obs, train_act, cfg.batch_size, generator, train_cdf)
-        loss = policy.head.loss(policy.mixture(obs_b), act_b)
+        loss = policy.head.training_loss(policy.features(obs_b), act_b)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         # NaN/inf guard, per step on the loss only: a non-finite gradient with a finite loss

@@ -316,3 +316,42 @@ def test_kl_gradient_reaches_rho_only_without_stop_grad(stop):
     assert grad[D + 4 : D + 9].abs().sum() > 0  # pi gate
     rho_grad = grad[D : D + 4].abs().sum()
     assert (rho_grad == 0) if stop else (rho_grad > 0)
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize(
+    "hparams",
+    [{}, {"kl_stop_grad_rho": True}, {"sampling": "mean"}, {"lambda1": 0.0, "kl_weight": 1.0}],
+)
+def test_fused_training_loss_equals_the_reference_loss_and_its_gradients(hparams, training):
+    """ChoiceNet's hand-written backward against autograd through forward() + loss(), in
+    float64, with rho spread over (-1, 1) and the same closed-form noise draw."""
+    head = seeded_head("choicenet", seed=4, **hparams).double().train(training)
+    with torch.no_grad():
+        head.block.weight.mul_(5.0)  # |rho| up to ~1, pi and Sigma_0 far from uniform
+    h = features(n=64).double().requires_grad_()
+    y = torch.randn(64, D, dtype=torch.float64)
+    params = [h, *head.parameters()]
+    torch.manual_seed(7)
+    ref = head.loss(head(h), y)
+    ref_grads = torch.autograd.grad(ref, params)
+    torch.manual_seed(7)
+    fused = head.training_loss(h, y)
+    fused_grads = torch.autograd.grad(fused, params)
+    assert torch.allclose(fused, ref, rtol=1e-12, atol=0)
+    for a, b in zip(fused_grads, ref_grads, strict=True):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("scale", [1e-4, 1e4])
+@pytest.mark.parametrize("rho_bias", [0.0, 50.0, -50.0])
+def test_fused_training_loss_stays_finite_for_extreme_features_and_saturated_rho(scale, rho_bias):
+    head = seeded_head("choicenet").train()
+    with torch.no_grad():
+        head.gate_bias("rho").fill_(rho_bias)  # +-50: tanh == +-1.0 exactly in float32
+    h = features(scale=scale).requires_grad_()
+    loss = head.training_loss(h, 1e3 * torch.randn(16, D))
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert torch.isfinite(h.grad).all()
+    assert all(torch.isfinite(p.grad).all() for p in head.parameters())

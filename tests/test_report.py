@@ -115,6 +115,49 @@ def test_finished_cells_are_never_recomputed(tmp_path, counted):
 
 
 @needs_expert
+def test_cells_from_other_code_are_kept_listed_and_rerun_on_request(tmp_path, counted):
+    cfg = tiny(tmp_path)
+    run_report(cfg)
+    mse = next(Path(cfg.out, "cells").rglob("mse.json"))
+    record = json.loads(mse.read_text())
+    assert record["code_version"] == report.code_version()
+    record["code_version"] = "0.0.0+000000000000"  # as if made by older code
+    mse.write_text(json.dumps(record))
+
+    counted.clear()
+    run_report(cfg)  # default: finished cells are kept, whatever code made them
+    assert counted == []
+    text = Path(cfg.results).read_text()
+    assert "`0.0.0+000000000000`: 1 cells" in text
+    assert "1 cells came from other code" in text and "--rerun-stale" in text
+
+    run_report(tiny(tmp_path, rerun_stale=True))
+    assert counted == [f"{ENV}/flipped-step-r30-s0/mse"]  # only the stale one
+    assert json.loads(mse.read_text())["code_version"] == report.code_version()
+    assert "came from other code" not in Path(cfg.results).read_text()
+
+
+def test_code_version_hashes_result_code_not_figures(monkeypatch, tmp_path):
+    import choicebc
+
+    version = report.code_version()
+    assert version.startswith(choicebc.__version__ + "+") and len(version.split("+")[1]) == 12
+    assert report.code_version() == version  # cached, stable within a process
+    pkg = tmp_path / "choicebc"
+    (pkg / "heads").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "heads" / "mse.py").write_text("A = 1\n")
+    (pkg / "plots.py").write_text("B = 1\n")
+    monkeypatch.setattr(choicebc, "__file__", str(pkg / "__init__.py"))
+    fresh = report.code_version.__wrapped__
+    base = fresh()
+    (pkg / "plots.py").write_text("B = 2\n")  # figures only: same version
+    assert fresh() == base
+    (pkg / "heads" / "mse.py").write_text("A = 2\n")  # a head: another version
+    assert fresh() != base
+
+
+@needs_expert
 def test_parallel_workers_write_the_same_cells_as_serial(tmp_path, serial_cells):
     parallel = tiny(tmp_path, workers=2)
     run_report(parallel)

@@ -92,7 +92,7 @@ def _time_steps(
     start, start_cpu = time.perf_counter(), time.process_time()
     for i in range(steps):
         obs, act = batches[i % len(batches)]
-        loss = head.loss(head(backbone(obs)), act)
+        loss = head.training_loss(backbone(obs), act)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -105,6 +105,11 @@ class Head(torch.nn.Module, ABC):
     def loss(self, mixture: Mixture, y: Tensor) -> Tensor:
         """Scalar training loss of ``mixture`` against targets ``y (N, D)``."""
 
+    def training_loss(self, h: Tensor, y: Tensor) -> Tensor:
+        """``loss(self(h), y)`` for features ``h (N, Q)``: what training loops call, so that a
+        head may fuse the two (ChoiceNet does)."""
+        return self.loss(self(h), y)
+
     def mode(self, mixture: Mixture) -> Tensor:
         """``(N, D)`` deterministic prediction; default: the first component's mean."""
         return mixture.mu[:, 0]
