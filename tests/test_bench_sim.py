@@ -1,0 +1,54 @@
+"""``choicebc bench sim``: every rate of a row measured, the table and the target verdicts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from choicebc.bench import sim as bench_sim
+
+
+def test_run_measures_every_rate_on_a_tiny_budget(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    bench_sim.add_arguments(parser)
+    out = tmp_path / "bench_sim.json"
+    args = parser.parse_args(
+        [
+            "--env-ids", "choicebc/PointReach-v0",
+            "--num-envs", "4",
+            "--episodes", "4",
+            "--min-steps", "1",
+            "--limit-steps", "20",
+            "--sync-env-steps", "32",
+            "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert bench_sim.run(args) == 0
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["env_id"] == "choicebc/PointReach-v0"
+    rates = [row["evaluate"]["rate"], row["physics_limit"], row["sync_default_threads"]["rate"]]
+    rates += list(row["sync_vector_env"].values())
+    assert all(r > 0 for r in rates)
+    assert set(row["sync_vector_env"]) == {"8", "4"}  # JSON keys: x8 and x N
+    assert row["ratio_sync_default_threads"] == row["evaluate"]["rate"] / rates[2]
+    printed = capsys.readouterr().out
+    assert "Sync x8, torch default threads" in printed
+    assert "PASS" not in printed and "FAIL" not in printed  # targets are HalfCheetah's only
+
+
+def _row(ratio_limit: float, sync8: float, sync_default: float) -> dict:
+    return {
+        "env_id": "HalfCheetah-v5",
+        "ratio_limit": ratio_limit,
+        "ratio_sync": {8: sync8, 256: 1.0},
+        "ratio_sync_default_threads": sync_default,
+    }
+
+
+def test_verdicts_check_the_halfcheetah_targets():
+    lines = bench_sim.verdicts([_row(0.86, 1.9, 14.6), {**_row(0.1, 0.1, 0.1), "env_id": "Ant-v5"}])
+    assert len(lines) == 3
+    assert lines[0].startswith("PASS") and "physics limit 0.86" in lines[0]
+    assert lines[1].startswith("FAIL") and "1 thread" in lines[1]
+    assert lines[2].startswith("PASS") and "default threads) 14.60" in lines[2]
+    assert all(line.startswith("FAIL") for line in bench_sim.verdicts([_row(0.84, 3.9, 3.9)]))
