@@ -169,3 +169,36 @@ def test_trainer_objective_minimize_keeps_the_lowest_return(tmp_path):
     assert policy.card["train_eval_mean_return"] == pytest.approx(min(returns), abs=0.05)
     with pytest.raises(ValueError, match="objective"):
         train_expert(ExpertTrainConfig("HalfCheetah-v5", objective="min"), progress=False)
+
+
+def test_the_shipped_halfcheetah_saboteur_loads_acts_and_is_worse_than_random():
+    from choicebc.adversaries import saboteur_dir
+
+    if not (saboteur_dir("HalfCheetah-v5") / "card.json").is_file():
+        pytest.skip("no HalfCheetah-v5 saboteur shipped")
+    adv = make_adversary("saboteur", expert_fn, env_id="HalfCheetah-v5")
+    obs = observations(64)
+    actions = adv(obs)
+    assert actions.shape == (64, 6) and np.isfinite(actions).all()
+    assert np.abs(actions).max() <= 1.0
+    card = adv.policy.card
+    assert card["objective"] == "minimize" and card["eval_episodes"] == 100
+    # its measured return (the card's, from 100 episodes) is far below the random policy's
+    assert card["expert_mean_return"] < card["random_mean_return"] - 1000
+
+
+def test_expert_eval_ship_puts_a_saboteur_under_demos_saboteurs(tmp_path, monkeypatch):
+    from choicebc import adversaries
+    from choicebc.cli import main
+    from choicebc.experts import cli as experts_cli
+
+    write_policy(tmp_path / "run" / "best", "minimize")
+    monkeypatch.setattr(adversaries, "saboteur_dir", lambda env_id: tmp_path / "sab" / env_id)
+    monkeypatch.setattr(experts_cli, "expert_dir", lambda env_id: tmp_path / "experts" / env_id)
+    args = ["expert", "eval", "HalfCheetah-v5", "--path", str(tmp_path / "run" / "best")]
+    assert main([*args, "--episodes", "2", "--num-envs", "2", "--ship"]) == 0
+    shipped = tmp_path / "sab" / "HalfCheetah-v5"
+    assert (shipped / "actor.safetensors").is_file()
+    assert not (tmp_path / "experts").exists()  # never shipped as an expert
+    sab = load_saboteur("HalfCheetah-v5", shipped)
+    assert sab.policy.card["eval_episodes"] == 2

@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ev = sub.add_parser(
         "eval",
         help="measure an expert and the random policy with the batched evaluator; "
-        "--ship writes the card and weights into demos/experts/ENV_ID",
+        "--ship writes the card and weights into demos/experts/ENV_ID (a saboteur's, trained with "
+        "--objective minimize, into demos/saboteurs/ENV_ID)",
     )
     ev.add_argument("env_id", help="task id, e.g. HalfCheetah-v5")
     ev.add_argument("--path", help="expert folder (default: the shipped one)")
@@ -80,7 +81,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"{key}: {value}")
     if args.ship:
         policy.card.update(card)
-        target = expert_dir(args.env_id)
+        if policy.card.get("objective", "maximize") == "minimize":  # a saboteur adversary
+            from choicebc.adversaries import saboteur_dir
+
+            target = saboteur_dir(args.env_id)
+        else:
+            target = expert_dir(args.env_id)
         if args.path and Path(args.path).resolve() != target.resolve():
             shutil.rmtree(target, ignore_errors=True)
         policy.save(target)
