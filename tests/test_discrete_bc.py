@@ -498,3 +498,19 @@ def test_choicenet_bc_against_ce_bc_and_the_oracle():
     # consistent too: ChoiceNet must match the oracle, not beat CE
     assert scores["oracle"] >= 95
     assert scores["choicenet"] >= scores["oracle"] - 5
+
+
+def test_classifier_heads_train_on_their_own_loss_not_choicenets_fused_one():
+    """choicenet_cls inherits from ChoiceNetHead; its training loss must stay eq. (9)'s."""
+    import torch
+
+    from choicebc.heads import make_head
+
+    for name in ("choicenet_cls", "ce"):
+        head = make_head(name, 8, 9).train()
+        h = torch.randn(32, 8)
+        y = torch.randint(0, 9, (32,))
+        torch.manual_seed(0)
+        expected = head.loss(head(h), y)
+        torch.manual_seed(0)
+        assert torch.equal(head.training_loss(h, y), expected), name
