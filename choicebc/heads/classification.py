@@ -78,10 +78,9 @@ class ClassifierHead(Head):
         """``(N,) int64`` most probable class under :meth:`probabilities`."""
         return self.probabilities(mixture).argmax(dim=-1)
 
-    def training_loss(self, h: Tensor, y: Tensor) -> Tensor:
-        """The generic ``loss(self(h), y)``: ChoiceNet's fused regression loss (which
-        ``choicenet_cls`` would otherwise inherit) does not apply to labels."""
-        return self.loss(self(h), y)
+    # the generic loss(self(h), y), not ChoiceNet's fused regression loss, which
+    # ``choicenet_cls`` would otherwise inherit (it does not apply to labels)
+    training_loss = Head.training_loss
 
     def target_posterior(self, mixture: Mixture, y: Tensor) -> Tensor:
         """``(N,)`` probability that label ``y`` came from the clean/target process.
