@@ -5,20 +5,22 @@ and every one of them is run to its end, however long it takes; the result lists
 order. (Taking "the first n episodes that finish" in a vectorised env would favour short ones.)
 With a policy that treats rows independently, the returns do not depend on ``num_envs``.
 
-On the ``cpu`` backend two half-batches are in flight, each stepped on half of the cores: while
-MuJoCo's threads step one half, Python computes the other half's observations, rewards and
-actions.
+On the ``cpu`` backend two half-batches run on two threads, each on half of the cores: each thread
+steps its half, computes the observations, then the actions; MuJoCo and torch release the GIL,
+so one half's policy runs while the other half's physics does and no core waits for the policy.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures as concurrent_futures
 import contextlib
 import dataclasses
 import json
 import math
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -236,8 +238,12 @@ def evaluate(
             pointless and is capped).
         seed: evaluation seed.
         backend: ``auto``, ``cpu``, ``gpu`` or ``gym`` (see :func:`choicebc.make_batched`).
-        pipeline: on ``cpu``, keep two half-batches in flight so the policy overlaps the physics;
-            ``False`` runs one batch, policy and physics taking turns (a benchmark baseline).
+        pipeline: on ``cpu``, run two half-batches on two threads, each on half of the cores,
+            so that one half's policy runs while the other half's physics does; ``False`` runs
+            one batch, policy and physics taking turns (a benchmark baseline). A
+            ``torch.nn.Module``, or a callable with ``thread_safe = True``, is then called from
+            both threads at once; any other callable is called by one thread at a time in a fixed
+            order, so that a policy with a random generator gives the same result on every run.
         **env_kwargs: passed to the backend (``cpu``: ``nthread``).
 
     Returns:
@@ -259,7 +265,9 @@ def evaluate(
     log = _EpisodeLog(episodes)
     with _policy_mode(policy, one_thread=name != "gpu"):
         if name == "cpu" and pipeline and n >= 2:
-            steps_time = _run_pipelined(act, env_id, n, seed, log, env_kwargs)
+            steps_time = _run_threaded(
+                act, env_id, n, seed, log, env_kwargs, concurrent=_thread_safe(policy)
+            )
         else:
             steps_time = _run_sequential(act, env_id, n, seed, name, log, env_kwargs)
     from choicebc.experts import reference_returns
@@ -296,14 +304,97 @@ def _run_sequential(
         env.close()
 
 
-def _run_pipelined(
-    act: PolicyFn, env_id: str, n: int, seed: int, log: _EpisodeLog, kwargs: dict
-) -> float:
-    """cpu backend: two half-batches, each stepped by its own thread, share one episode schedule.
+class _Aborted(Exception):
+    """The other half's worker failed: stop without a result."""
 
-    Both halves' physics are in flight at once, each on half of the cores; whenever one half's
-    step is done, this thread computes that half's observations, rewards and next actions while
-    the other half's physics keeps running. Returns the wall time.
+
+class _Turns:
+    """Strict turn-taking between the halves' workers (0, 1, 0, 1, ...; a finished one drops out).
+
+    A worker's Python work between two physics steps happens in its turn, so episodes are handed
+    out, and a policy that keeps state (a generator) is called, in the same order on every run.
+    """
+
+    def __init__(self, parties: int) -> None:
+        self._cond = threading.Condition()
+        self._turn = 0
+        self._live = [True] * parties
+        self._failed = False
+
+    @contextlib.contextmanager
+    def turn(self, h: int) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: self._turn == h or self._failed)
+            if self._failed:
+                raise _Aborted
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._advance()
+                self._cond.notify_all()
+
+    def leave(self, h: int, failed: bool = False) -> None:
+        with self._cond:
+            self._live[h] = False
+            self._failed |= failed
+            if self._turn == h:
+                self._advance()
+            self._cond.notify_all()
+
+    def _advance(self) -> None:
+        k = len(self._live)
+        for i in range(1, k + 1):
+            if self._live[(self._turn + i) % k]:
+                self._turn = (self._turn + i) % k
+                return
+
+
+def _torch_mode() -> Callable[[], contextlib.AbstractContextManager]:
+    """A factory of context managers that put another thread in this thread's torch mode.
+
+    torch's grad and inference modes are per thread: a policy called by the evaluator's threads
+    for a caller under ``torch.no_grad()`` must run without grad there too.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return contextlib.nullcontext
+    if torch.is_inference_mode_enabled():
+        return torch.inference_mode
+    if not torch.is_grad_enabled():
+        return torch.no_grad
+    return contextlib.nullcontext
+
+
+def _thread_safe(policy: Any) -> bool:
+    """May ``policy`` be called from two threads at once? torch modules and declared ones."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(policy, torch.nn.Module):
+        return True
+    return bool(getattr(policy, "thread_safe", False))
+
+
+FREE_RUNNING_MIN_HALF = 32
+"""Smallest half-batch whose thread runs free (see :func:`_run_threaded`): on fewer rows torch's
+small-batch kernels can round a row differently depending on how many rows there are."""
+
+
+def _run_threaded(
+    act: PolicyFn, env_id: str, n: int, seed: int, log: _EpisodeLog, kwargs: dict, concurrent: bool
+) -> float:
+    """cpu backend: two half-batches, each run by its own thread on half of the cores.
+
+    Each thread loops physics -> observations -> policy for its half; MuJoCo and torch release
+    the GIL, so the halves run in parallel and no core waits for the policy. The halves share one
+    episode schedule (the faster half runs more episodes).
+
+    With a thread-safe policy (``concurrent``) and halves of at least
+    :data:`FREE_RUNNING_MIN_HALF`, the threads run free: which slot runs which episode depends
+    on timing, so the policy is called on every row of its half (a fixed batch size) and each
+    episode's result does not depend on its slot. Otherwise the threads take strict turns for
+    their observation steps and policy calls, in the order of one thread alternating the halves,
+    so that a policy with a random generator gives the same result on every run.
+    Returns the wall time.
     """
     from choicebc.sim.cpu import CpuBatchedEnv
 
@@ -311,30 +402,49 @@ def _run_pipelined(
     schedule = EpisodeSchedule(seed, limit=log.returns.shape[0])
     sizes = (math.ceil(n / 2), n // 2)
     halves = [CpuBatchedEnv(env_id, size, seed, schedule=schedule, **kwargs) for size in sizes]
+    free = concurrent and min(sizes) >= FREE_RUNNING_MIN_HALF
+    turns, lock = _Turns(len(halves)), threading.Lock()
+    caller_mode = _torch_mode()
+
+    def section(h: int) -> contextlib.AbstractContextManager:
+        return lock if free else turns.turn(h)
+
+    def run(h: int) -> None:
+        with caller_mode():
+            run_half(h)
+
+    def run_half(h: int) -> None:
+        half, failed = halves[h], True
+        try:
+            with section(h):
+                obs, info = half.reset()
+                actions = None if free else _act_active(act, obs, half)
+            while True:
+                if actions is None:
+                    actions = act(obs)  # idle slots' rows too: a fixed batch size
+                running, running_seeds = info["episode_index"], info["episode_seed"]
+                half.step_physics(actions)
+                with section(h):
+                    obs, _, terminated, truncated, info = half.step_wait()
+                    log.record(running, running_seeds, terminated | truncated, info)
+                    more = bool(info["active"].any())
+                    actions = None if free or not more else _act_active(act, obs, half)
+                if not more:
+                    failed = False
+                    return
+        finally:
+            turns.leave(h, failed)
+
     try:
         start = time.perf_counter()
-        running, running_seeds = [], []
-        for half in halves:
-            obs, info = half.reset()
-            running.append(info["episode_index"])
-            running_seeds.append(info["episode_seed"])
-            half.step_async(_act_active(act, obs, half))
-        in_flight = [True, True]
-        while not log.complete:
-            if not any(in_flight):
-                raise RuntimeError("evaluation stalled: no slot is running an episode")
-            for h, half in enumerate(halves):
-                if not in_flight[h]:
-                    continue
-                obs, _, terminated, truncated, info = half.step_wait()
-                in_flight[h] = False
-                log.record(running[h], running_seeds[h], terminated | truncated, info)
-                running[h], running_seeds[h] = info["episode_index"], info["episode_seed"]
-                if log.complete:
-                    break
-                if info["active"].any():
-                    half.step_async(_act_active(act, obs, half))
-                    in_flight[h] = True
+        with concurrent_futures.ThreadPoolExecutor(len(halves), "choicebc-eval") as pool:
+            futures = [pool.submit(run, h) for h in range(len(halves))]
+        errors = [f.exception() for f in futures]
+        for error in errors:  # the first real failure, not the other worker's abort
+            if error is not None and not isinstance(error, _Aborted):
+                raise error
+        if not log.complete:
+            raise RuntimeError("evaluation stalled: no slot is running an episode")
         return time.perf_counter() - start
     finally:
         for half in halves:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import threading
+import time
 
 import gymnasium as gym
 import numpy as np
@@ -86,6 +88,66 @@ def test_torch_module_policy_keeps_its_mode_and_the_thread_count():
 
         ref = evaluate(same_net, "Hopper-v5", episodes=4, num_envs=2, seed=0)
     np.testing.assert_allclose(res.returns, ref.returns, rtol=1e-6)
+
+
+def test_a_plain_callable_is_called_one_thread_at_a_time_in_a_fixed_order():
+    """Two half-batches run on two threads; a callable that is not declared thread-safe (here
+    one with a generator) is never entered twice at once, and gives the same result every run."""
+    state = {"inside": 0, "most": 0}
+    lock = threading.Lock()
+
+    def noisy_policy(rng):
+        def policy(obs):
+            with lock:
+                state["inside"] += 1
+                state["most"] = max(state["most"], state["inside"])
+            time.sleep(0.001)  # long enough for the other half's thread to arrive
+            actions = rng.uniform(-1, 1, (len(obs), 3)).astype(np.float32)
+            with lock:
+                state["inside"] -= 1
+            return actions
+
+        return policy
+
+    runs = [
+        evaluate(noisy_policy(np.random.default_rng(0)), "Hopper-v5", 6, 4, seed=3, backend="cpu")
+        for _ in range(2)
+    ]
+    assert state["most"] == 1
+    np.testing.assert_array_equal(runs[0].returns, runs[1].returns)
+    np.testing.assert_array_equal(runs[0].lengths, runs[1].lengths)
+
+
+def test_free_running_halves_give_the_sequential_result():
+    """A torch policy on halves >= FREE_RUNNING_MIN_HALF: the two threads run free (episodes go
+    to whichever half is ready first), yet every episode's return is the one-batch loop's."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(11, 32), torch.nn.Tanh(), torch.nn.Linear(32, 3))
+    with torch.no_grad():  # small actions: Hopper falls after 54-61 steps, not all at once
+        net[2].weight.mul_(0.1)
+        net[2].bias.zero_()
+    n = 2 * evaluation.FREE_RUNNING_MIN_HALF
+    kw = dict(episodes=n + 40, num_envs=n, seed=2, backend="cpu")
+    ref = evaluate(net, "Hopper-v5", pipeline=False, **kw)
+    runs = [evaluate(net, "Hopper-v5", **kw) for _ in range(2)]
+    assert ref.lengths.min() < ref.lengths.max()  # slots free up at different times
+    for res in runs:
+        np.testing.assert_allclose(res.returns, ref.returns, rtol=1e-9, atol=1e-9)
+        np.testing.assert_array_equal(res.lengths, ref.lengths)
+
+
+def test_a_policy_error_on_one_half_stops_the_evaluation():
+    calls = []
+
+    class Flaky(torch.nn.Module):  # thread-safe: both halves call it concurrently
+        def forward(self, obs):
+            calls.append(len(obs))
+            if len(calls) > 6:
+                return torch.zeros(len(obs), 2)  # wrong action shape for Hopper (3)
+            return torch.zeros(len(obs), 3)
+
+    with pytest.raises(ActionError, match="shape"):
+        evaluate(Flaky(), "Hopper-v5", episodes=8, num_envs=4, seed=0, backend="cpu")
 
 
 def test_bc_policy_plugs_in():

@@ -157,16 +157,19 @@ def test_unstable_simulation_is_reset_and_reported():
     ref.close()
 
 
-def test_step_async_then_wait_equals_step():
+def test_step_async_or_physics_then_wait_equals_step():
     a = CpuBatchedEnv("Ant-v5", 4, seed=0)
     b = CpuBatchedEnv("Ant-v5", 4, seed=0)
     a.reset()
     b.reset()
     rng = np.random.default_rng(0)
-    for _ in range(20):
+    for i in range(20):
         actions = rng.uniform(-1, 1, (4, 8)).astype(np.float32)
         out = a.step(actions)
-        b.step_async(actions)
+        if i % 2:
+            b.step_async(actions)
+        else:
+            b.step_physics(actions)  # the same split, the physics on this thread
         with pytest.raises(RuntimeError, match="in flight"):
             b.step(actions)
         ref = b.step_wait()

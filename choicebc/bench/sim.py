@@ -3,7 +3,8 @@
 For each task, in one run and with N simulations:
 
 * **evaluate**: :func:`choicebc.evaluate` on the ``cpu`` backend with a 256x256 MLP policy in the
-  loop (two half-batches in flight); optionally (``--naive``) the same without the overlap;
+  loop (two half-batches, each on its own thread and half of the cores); optionally
+  (``--naive``) one batch on all cores, policy and physics taking turns;
 * **physics limit**: one ``mujoco.batch.Batch`` of N simulations stepped with uniform random
   actions, no observation, no policy — measured before and after the evaluation, averaged;
 * **SyncVectorEnv**: gymnasium's ``SyncVectorEnv`` of ``gym.make`` envs with the same policy, with
@@ -63,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--limit-steps",
         type=int,
-        default=60,
+        default=200,
         help="batch steps of each physics-limit run (one before, one after the evaluation)",
     )
     parser.add_argument(

@@ -11,6 +11,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -77,6 +78,7 @@ class ExpertPolicy:
 
     actor: MLPActor
     card: dict
+    thread_safe: ClassVar[bool] = True  # no state: cb.evaluate may call it from two threads
 
     @property
     def env_id(self) -> str:

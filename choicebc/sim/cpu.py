@@ -5,8 +5,10 @@ terminations are computed in numpy from the batch's bound state arrays by the ta
 (:mod:`choicebc.envs`). Results are bit-identical to a loop of ``mj_step`` over one MjData per
 simulation, hence to gymnasium's envs up to float32 rounding of the observation.
 
-:meth:`CpuBatchedEnv.step_async` / :meth:`CpuBatchedEnv.step_wait` split a step so the caller can
-compute while the physics runs; the evaluator keeps two half-batches in flight that way.
+:meth:`CpuBatchedEnv.step_async` (or :meth:`CpuBatchedEnv.step_physics`) and
+:meth:`CpuBatchedEnv.step_wait` split a step so the caller can compute, or wait for its turn,
+between the physics and the observations; the evaluator and the collector run two half-batches
+that way.
 """
 
 from __future__ import annotations
@@ -98,6 +100,7 @@ class CpuBatchedEnv:
         self._failed = np.zeros(n, bool)
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._pending: concurrent.futures.Future | None = None
+        self._physics_done = False  # step_physics() ran, step_wait() has not
         self._needs_reset = True
 
     # ------------------------------------------------------------------ protocol
@@ -137,6 +140,12 @@ class CpuBatchedEnv:
         """Validate ``actions`` and start the physics on a background thread; returns at once."""
         self._submit(actions, run_async=True)
 
+    def step_physics(self, actions: np.ndarray) -> None:
+        """Validate ``actions`` and run the physics on the calling thread; finish with
+        :meth:`step_wait` (for a thread of one's own per env: no hand-off to a worker)."""
+        self._submit(actions, run_async=False)
+        self._physics_done = True
+
     def wait_physics(self) -> None:
         """Block until the physics started by :meth:`step_async` is done (idempotent)."""
         if self._pending is not None:
@@ -145,7 +154,11 @@ class CpuBatchedEnv:
     def step_wait(
         self,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        """Finish the step started by :meth:`step_async`: same returns as :meth:`step`."""
+        """Finish the step started by :meth:`step_async` or :meth:`step_physics`: same returns
+        as :meth:`step`."""
+        if self._physics_done:
+            self._physics_done = False
+            return self._finish()
         if self._pending is None:
             raise RuntimeError("step_wait() without step_async(): call step_async(actions) first")
         self._pending.result()
@@ -174,6 +187,9 @@ class CpuBatchedEnv:
 
     # ------------------------------------------------------------------ internals
     def _drain(self) -> None:
+        if self._physics_done:
+            self._physics_done = False
+            self._needs_reset = True
         if self._pending is not None:
             self._pending.result()
             self._pending = None
@@ -185,7 +201,7 @@ class CpuBatchedEnv:
     def _submit(self, actions: np.ndarray, run_async: bool) -> None:
         if self._needs_reset:
             raise RuntimeError("call reset() before step()")
-        if self._pending is not None:
+        if self._pending is not None or self._physics_done:
             raise RuntimeError("a step is in flight: call step_wait() before stepping again")
         if self.n_actions is not None:
             ids = check_discrete_actions(actions, self.num_envs, self.n_actions, self._active_ids)
