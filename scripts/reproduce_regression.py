@@ -353,6 +353,7 @@ def run_boston(args: argparse.Namespace) -> dict:
 
 ABLATIONS: dict[str, dict[str, Any]] = {
     "KL 1e-3 (about off, as the calibration notes)": dict(kl_weight=1e-3),
+    "tau^-1 0.03 (below the inlier noise; ChoiceNetHead's BC default)": dict(tau_inv=3e-2),
 }
 """Overrides of the ChoiceNetRegressor defaults compared by ``ablation``."""
 

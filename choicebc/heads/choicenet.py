@@ -31,7 +31,9 @@ class ChoiceNetHead(Head):
         tau_inv: tau^-1, the variance every mixture keeps (eq. (6)); it is the target
             mixture's whole variance, since 1 - rho_1^2 = 0. In units of the (standardised)
             target's variance; it must not be far below the inliers' noise variance, or a
-            mixture with rho ~ 1 and a larger variance out-competes the target (default 3e-2).
+            mixture with rho ~ 1 and a larger variance out-competes the target (default 3e-2,
+            for behaviour cloning, whose targets are a deterministic expert's actions;
+            :class:`choicebc.ChoiceNetRegressor` defaults to 0.045 for noisy regression targets).
         lambda1: weight of the L2 loss on mu_1 (eq. (7)); a small pull towards the data that
             makes mu_1 point the right way early in training (default 0.1).
         lambda2: weight of the mixture negative log-likelihood (eq. (7)), default 1.
