@@ -146,8 +146,11 @@ def test_a_policy_error_on_one_half_stops_the_evaluation():
                 return torch.zeros(len(obs), 2)  # wrong action shape for Hopper (3)
             return torch.zeros(len(obs), 3)
 
-    with pytest.raises(ActionError, match="shape"):
-        evaluate(Flaky(), "Hopper-v5", episodes=8, num_envs=4, seed=0, backend="cpu")
+    # halves of 2 take turns; halves of FREE_RUNNING_MIN_HALF run free: both paths stop
+    for n in (4, 2 * evaluation.FREE_RUNNING_MIN_HALF):
+        calls.clear()
+        with pytest.raises(ActionError, match="shape"):
+            evaluate(Flaky(), "Hopper-v5", episodes=2 * n, num_envs=n, seed=0, backend="cpu")
 
 
 def test_bc_policy_plugs_in():
