@@ -132,8 +132,8 @@ def as_policy_fn(policy: Any) -> PolicyFn:
     Raises:
         TypeError: ``policy`` is neither.
     """
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(policy, torch.nn.Module):
+    if _is_module(policy):
+        torch = sys.modules["torch"]
         tensor = next(iter(policy.parameters()), None)
         if tensor is None:
             tensor = next(iter(policy.buffers()), None)
@@ -165,7 +165,7 @@ def _policy_mode(policy: Any, one_thread: bool) -> Iterator[None]:
     they slow both the policy and the simulation several-fold.
     """
     torch = sys.modules.get("torch")
-    module = torch is not None and isinstance(policy, torch.nn.Module)
+    module = _is_module(policy)
     was_training = bool(module and policy.training)
     threads = torch.get_num_threads() if torch is not None else None
     if module:
@@ -366,12 +366,15 @@ def _torch_mode() -> Callable[[], contextlib.AbstractContextManager]:
     return contextlib.nullcontext
 
 
+def _is_module(policy: Any) -> bool:
+    """Is ``policy`` a ``torch.nn.Module``? (without importing torch for numpy policies)"""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(policy, torch.nn.Module)
+
+
 def _thread_safe(policy: Any) -> bool:
     """May ``policy`` be called from two threads at once? torch modules and declared ones."""
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(policy, torch.nn.Module):
-        return True
-    return bool(getattr(policy, "thread_safe", False))
+    return _is_module(policy) or bool(getattr(policy, "thread_safe", False))
 
 
 FREE_RUNNING_MIN_HALF = 32
@@ -410,28 +413,25 @@ def _run_threaded(
         return lock if free else turns.turn(h)
 
     def run(h: int) -> None:
-        with caller_mode():
-            run_half(h)
-
-    def run_half(h: int) -> None:
         half, failed = halves[h], True
         try:
-            with section(h):
-                obs, info = half.reset()
-                actions = None if free else _act_active(act, obs, half)
-            while True:
-                if actions is None:
-                    actions = act(obs)  # idle slots' rows too: a fixed batch size
-                running, running_seeds = info["episode_index"], info["episode_seed"]
-                half.step_physics(actions)
+            with caller_mode():  # the caller's torch grad mode, on this thread too
                 with section(h):
-                    obs, _, terminated, truncated, info = half.step_wait()
-                    log.record(running, running_seeds, terminated | truncated, info)
-                    more = bool(info["active"].any())
-                    actions = None if free or not more else _act_active(act, obs, half)
-                if not more:
-                    failed = False
-                    return
+                    obs, info = half.reset()
+                    actions = None if free else _act_active(act, obs, half)
+                while True:
+                    if actions is None:
+                        actions = act(obs)  # idle slots' rows too: a fixed batch size
+                    running, running_seeds = info["episode_index"], info["episode_seed"]
+                    half.step_physics(actions)
+                    with section(h):
+                        obs, _, terminated, truncated, info = half.step_wait()
+                        log.record(running, running_seeds, terminated | truncated, info)
+                        more = bool(info["active"].any())
+                        actions = None if free or not more else _act_active(act, obs, half)
+                    if not more:
+                        failed = False
+                        return
         finally:
             turns.leave(h, failed)
 
