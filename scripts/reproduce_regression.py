@@ -14,8 +14,8 @@ JSON is there into ``results/regression.md`` with a PASS/FAIL line per issue-2 c
   replaced by U[min, max] of the training targets (the authors' protocol); test RMSE against
   the clean test targets.
 * ``ablation`` -- the identifiability mechanism: the default configuration with one setting
-  changed at a time, on the flipped example and Boston 20 / 40 % (the default's own row is
-  taken from ``flipped`` / ``boston``).
+  changed at a time, on the step target at 0 / 40 %, the flipped example and Boston 20 / 40 %
+  (the default's own row is taken from ``step`` / ``flipped`` / ``boston``).
 
 Every ChoiceNet fit uses the same default ``ChoiceNetRegressor`` configuration; only the
 backbone and budget differ between benchmarks, as in the paper (3x64 and 3,000 steps on the
@@ -354,16 +354,29 @@ def run_boston(args: argparse.Namespace) -> dict:
 ABLATIONS: dict[str, dict[str, Any]] = {
     "KL 1e-3 (about off, as the calibration notes)": dict(kl_weight=1e-3),
     "tau^-1 0.03 (below the inlier noise; ChoiceNetHead's BC default)": dict(tau_inv=3e-2),
+    "lambda1 constant 0.1 (the paper; no annealing from 1)": dict(lambda1_start=None),
 }
 """Overrides of the ChoiceNetRegressor defaults compared by ``ablation``."""
+ABLATION_STEP_RATES = (0.0, 0.4)
+"""Outlier rates of the step target in ``ablation`` (where mu_1's sign can flip)."""
 
 
 def run_ablation(args: argparse.Namespace) -> dict:
     names = args.configs or list(ABLATIONS)
     raw = {}
-    bar = tqdm(total=len(names) * 3 * args.seeds, desc="ablation", disable=args.no_progress)
+    grid = np.linspace(-3, 3, 1000)[:, None]
+    truth = step(grid[:, 0])
+    bar = tqdm(total=len(names) * 5 * args.seeds, desc="ablation", disable=args.no_progress)
     for name in names:
         kw = ABLATIONS[name]
+        step_mae = {}
+        for rate in ABLATION_STEP_RATES:  # the target whose sign lambda1 has to fix
+            step_mae[str(rate)] = []
+            for s in range(args.seeds):
+                x, y, _ = synthetic_data("step", rate, s)
+                fit = make_method("choicenet", s, choicenet_kwargs=kw, **args.budget).fit(x, y)
+                step_mae[str(rate)].append(float(np.abs(fit.predict(grid) - truth).mean()))
+                bar.update(1)
         flip = []
         for s in range(args.seeds):
             r = flipped_metrics(s, **kw, **args.budget)
@@ -376,9 +389,11 @@ def run_ablation(args: argparse.Namespace) -> dict:
             for s in range(args.seeds):
                 boston[str(rate)].append(boston_rmse("choicenet", rate, s, choicenet_kwargs=kw))
                 bar.update(1)
-        raw[name] = {"config": kw, "flipped": flip, "boston": boston}
+        raw[name] = {"config": kw, "flipped": flip, "boston": boston, "step": step_mae}
         tqdm.write(
-            f"ablation {name}: max rho_2 {seeds_str([f['rho2_max'] for f in flip])}; "
+            f"ablation {name}: step MAE "
+            + ", ".join(f"{float(r):.0%} {seeds_str(v)}" for r, v in step_mae.items())
+            + f"; max rho_2 {seeds_str([f['rho2_max'] for f in flip])}; "
             f"Boston 20 % {seeds_str(boston['0.2'], 2)}, 40 % {seeds_str(boston['0.4'], 2)}"
         )
     bar.close()
@@ -548,13 +563,17 @@ def report(args: argparse.Namespace) -> str:
         ]
     if abl is not None:
         rows = []
-        if flip is not None and boston is not None:  # the default's row from the main runs
+        step_syn = (syn or {"mae": {}})["mae"].get("step", {}).get("choicenet", {})
+        have_step = all(str(r) in step_syn for r in ABLATION_STEP_RATES)
+        if flip is not None and boston is not None and have_step:  # from the main runs
             cn = boston["rmse"]["choicenet"]
-            rows.append(_ablation_row("default", flip["per_seed"], cn["0.2"], cn["0.4"]))
+            rows.append(_ablation_row("default", step_syn, flip["per_seed"], cn["0.2"], cn["0.4"]))
         for name, r in abl["configs"].items():
-            rows.append(_ablation_row(name, r["flipped"], r["boston"]["0.2"], r["boston"]["0.4"]))
+            b = r["boston"]
+            rows.append(_ablation_row(name, r.get("step", {}), r["flipped"], b["0.2"], b["0.4"]))
         header = [
             "config",
+            *[f"step {r:.0%}: MAE per seed" for r in ABLATION_STEP_RATES],
             "flipped: max rho_2 per seed",
             "flipped MAE",
             "Boston 20 % RMSE",
@@ -574,9 +593,12 @@ def report(args: argparse.Namespace) -> str:
     return text
 
 
-def _ablation_row(name: str, flip: list[dict], b20: list[float], b40: list[float]) -> list[str]:
+def _ablation_row(
+    name: str, step_mae: dict, flip: list[dict], b20: list[float], b40: list[float]
+) -> list[str]:
     return [
         name,
+        *[seeds_str(step_mae[str(r)]) if str(r) in step_mae else "—" for r in ABLATION_STEP_RATES],
         seeds_str([f["rho2_max"] for f in flip], 2),
         f"{np.mean([f['mae'] for f in flip]):.3f}",
         f"{np.mean(b20):.2f} ({max(b20):.2f})",

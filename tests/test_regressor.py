@@ -143,3 +143,32 @@ def test_choicenet_ignores_outliers_that_pull_the_l2_fit():
     assert cn_err < 0.15
     quality = cn.data_quality(x, y)
     assert quality[~outlier].mean() > 0.8 > 0.2 > quality[outlier].mean()
+
+
+def test_lambda1_anneals_from_start_over_the_first_half():
+    reg = ChoiceNetRegressor(lambda1=0.1, lambda1_start=1.0, steps=100)
+    assert reg.lambda1_at(0) == pytest.approx(1.0)
+    assert reg.lambda1_at(25) == pytest.approx(0.55)  # cosine midpoint
+    assert reg.lambda1_at(10) > reg.lambda1_at(20) > reg.lambda1_at(40) > 0.1
+    assert reg.lambda1_at(50) == reg.lambda1_at(99) == pytest.approx(0.1)
+    constant = ChoiceNetRegressor(lambda1=0.1, lambda1_start=None, steps=100)
+    assert {constant.lambda1_at(t) for t in (0, 25, 99)} == {0.1}
+
+
+def test_training_uses_the_lambda1_schedule(monkeypatch):
+    """The head's lambda1 at each loss call follows ``lambda1_at``; it ends at ``lambda1``."""
+    seen: list[float] = []
+    reg = ChoiceNetRegressor(n_mixtures=2, lambda1_start=2.0, **{**FAST, "steps": 20})
+    loss = cb.heads.ChoiceNetHead.loss
+
+    def recording_loss(head, mixture, y):
+        seen.append(head.lambda1)
+        return loss(head, mixture, y)
+
+    monkeypatch.setattr(cb.heads.ChoiceNetHead, "loss", recording_loss)
+    x, y = toy(50)
+    reg.fit(x, y)
+    assert seen == pytest.approx([reg.lambda1_at(t) for t in range(20)])
+    assert seen[0] == pytest.approx(2.0) and reg.model_.head.lambda1 == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="lambda1_start"):
+        ChoiceNetRegressor(lambda1_start=-1.0, **FAST).fit(x, y)
