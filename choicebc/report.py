@@ -366,7 +366,8 @@ class ReportConfig:
     adversaries: tuple[str, ...] = ("flipped", "random", "noisy")
     """adversary kinds"""
     mixes: tuple[str, ...] = ("step", "episode")
-    """mixing modes"""
+    """mixing modes: step, episode (the grid's), or label (the expert drives and the recorded
+    action is the adversary's: the paper's annotation-noise setting)"""
     ratios: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
     """corruption ratios"""
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -444,9 +445,11 @@ class ReportConfig:
         for a in self.adversaries:
             if a not in KINDS:
                 raise ReportError(f"unknown adversary {a!r}; choose from {list(KINDS)}")
+        from choicebc.collect import MIXES
+
         for m in self.mixes:
-            if m not in ("step", "episode"):
-                raise ReportError(f"mix must be 'step' or 'episode', got {m!r}")
+            if m not in MIXES:
+                raise ReportError(f"mix must be one of {list(MIXES)}, got {m!r}")
         for name in ("episodes", "steps", "bcnd_steps", "eval_episodes", "num_envs"):
             if getattr(self, name) < 1:
                 raise ReportError(f"--{name.replace('_', '-')} must be >= 1")

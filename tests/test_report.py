@@ -323,6 +323,9 @@ def test_quick_preset_and_method_selection():
         ReportConfig(methods=("nope",)).method_names()
     with pytest.raises(ReportError, match="outside"):
         ReportConfig(ratios=(1.5,)).validate()
+    ReportConfig(mixes=("step", "episode", "label")).validate()  # label: opt-in
+    with pytest.raises(ReportError, match="mix must be one of"):
+        ReportConfig(mixes=("steps",)).validate()
 
 
 def test_ray_missing_names_the_extra(monkeypatch):
