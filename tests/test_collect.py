@@ -246,8 +246,7 @@ def test_public_names():
 
 @pytest.mark.parametrize("env_id", ["HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5"])
 def test_shipped_experts_load_and_act(env_id):
-    if env_id not in shipped_experts():
-        pytest.skip(f"no expert shipped for {env_id} yet")
+    assert env_id in shipped_experts(), f"demos/experts/{env_id} is missing"
     expert = load_expert(env_id)
     demos = collect(env_id, expert, "flipped", ratio=0.3, transitions=300, num_envs=2, seed=0,
                     progress=False)  # fmt: skip
