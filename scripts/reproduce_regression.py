@@ -354,7 +354,8 @@ def run_boston(args: argparse.Namespace) -> dict:
 ABLATIONS: dict[str, dict[str, Any]] = {
     "KL 1e-3 (about off, as the calibration notes)": dict(kl_weight=1e-3),
     "tau^-1 0.03 (below the inlier noise; ChoiceNetHead's BC default)": dict(tau_inv=3e-2),
-    "lambda1 constant 0.1 (the paper; no annealing from 1)": dict(lambda1_start=None),
+    "lambda1 1 -> 0.1 over the first half (lambda1_start=1.0)": dict(lambda1_start=1.0),
+    "lambda1 1 -> 0.1 over the first 10 %": dict(lambda1_start=1.0, lambda1_anneal=0.1),
 }
 """Overrides of the ChoiceNetRegressor defaults compared by ``ablation``."""
 ABLATION_STEP_RATES = (0.0, 0.4)

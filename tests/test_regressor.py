@@ -145,13 +145,16 @@ def test_choicenet_ignores_outliers_that_pull_the_l2_fit():
     assert quality[~outlier].mean() > 0.8 > 0.2 > quality[outlier].mean()
 
 
-def test_lambda1_anneals_from_start_over_the_first_half():
+def test_lambda1_anneals_from_start_over_the_given_share():
     reg = ChoiceNetRegressor(lambda1=0.1, lambda1_start=1.0, steps=100)
     assert reg.lambda1_at(0) == pytest.approx(1.0)
     assert reg.lambda1_at(25) == pytest.approx(0.55)  # cosine midpoint
     assert reg.lambda1_at(10) > reg.lambda1_at(20) > reg.lambda1_at(40) > 0.1
     assert reg.lambda1_at(50) == reg.lambda1_at(99) == pytest.approx(0.1)
-    constant = ChoiceNetRegressor(lambda1=0.1, lambda1_start=None, steps=100)
+    short = ChoiceNetRegressor(lambda1=0.1, lambda1_start=1.0, lambda1_anneal=0.1, steps=100)
+    assert short.lambda1_at(5) == pytest.approx(0.55) and short.lambda1_at(10) == 0.1
+    constant = ChoiceNetRegressor(lambda1=0.1, steps=100)  # the default: the paper's constant
+    assert constant.lambda1_start is None
     assert {constant.lambda1_at(t) for t in (0, 25, 99)} == {0.1}
 
 
@@ -172,3 +175,5 @@ def test_training_uses_the_lambda1_schedule(monkeypatch):
     assert seen[0] == pytest.approx(2.0) and reg.model_.head.lambda1 == pytest.approx(0.1)
     with pytest.raises(ValueError, match="lambda1_start"):
         ChoiceNetRegressor(lambda1_start=-1.0, **FAST).fit(x, y)
+    with pytest.raises(ValueError, match="lambda1_anneal"):
+        ChoiceNetRegressor(lambda1_start=1.0, lambda1_anneal=1.5, **FAST).fit(x, y)
