@@ -213,8 +213,9 @@ class ChoiceNetRegressor(HeadRegressor):
     ``lambda1_start`` (default None: the paper's constant ``lambda1``) anneals eq. (7)'s L2
     pull on mu_1 (cosine) from ``lambda1_start`` to ``lambda1`` over the first
     ``lambda1_anneal`` share of the steps. It is a trade-off, not a default: on the *step*
-    target the constant 0.1 lets two of three seeds converge to the mirrored solution (mu_1 =
-    -f(x), the other mixtures at rho = -1 carrying the data; MAE 0.90 where L2 reaches 0.03),
+    target the constant 0.1 lets two of three seeds converge to a regionally mirrored solution
+    (in [-1, 1] mu_1 sits at f's reflection about the targets' mean and the other mixtures, at
+    rho = -1, carry the data; MAE 0.90 where L2 reaches 0.03),
     and a strong early pull (``lambda1_start=1.0``) fixes the sign (MAE 0.02); but the same pull
     drags mu_1 towards the L2 fit while the mixtures specialise, and the flipped example
     (rho_2 ends at +0.99: a copy of mu_1, not its negation) and Boston at 40 % (RMSE 9.7 vs
