@@ -20,6 +20,7 @@ def test_run_measures_every_rate_on_a_tiny_budget(tmp_path, capsys):
             "--min-steps", "1",
             "--limit-steps", "20",
             "--sync-env-steps", "32",
+            "--repeats", "2",
             "--out", str(out),
         ]
     )  # fmt: skip
@@ -31,6 +32,10 @@ def test_run_measures_every_rate_on_a_tiny_budget(tmp_path, capsys):
     assert all(r > 0 for r in rates)
     assert set(row["sync_vector_env"]) == {"8", "4"}  # JSON keys: x8 and x N
     assert row["ratio_sync_default_threads"] == row["evaluate"]["rate"] / rates[2]
+    assert len(row["repeats"]) == 2 and len(row["sync_default_threads"]["runs"]) == 2
+    ratios = sorted(run["ratio_limit"] for run in row["repeats"])
+    assert row["ratio_limit_range"] == ratios
+    assert row["ratio_limit"] == sum(ratios) / 2  # the median of two
     printed = capsys.readouterr().out
     assert "Sync x8, torch default threads" in printed
     assert "PASS" not in printed and "FAIL" not in printed  # targets are HalfCheetah's only

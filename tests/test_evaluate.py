@@ -136,6 +136,47 @@ def test_free_running_halves_give_the_sequential_result():
         np.testing.assert_array_equal(res.lengths, ref.lengths)
 
 
+def test_a_half_that_runs_dry_takes_the_other_halfs_episodes(monkeypatch):
+    """Every slot runs one 1000-step episode and one half's physics is slowed: the fast half
+    runs dry first, takes half of the slow half's running episodes (again and again), and every
+    episode's return is still the one-batch loop's."""
+    from choicebc.sim.cpu import CpuBatchedEnv
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(17, 32), torch.nn.Tanh(), torch.nn.Linear(32, 6))
+    n = 2 * evaluation.FREE_RUNNING_MIN_HALF
+    kw = dict(episodes=n, num_envs=n, seed=4, backend="cpu")
+    ref = evaluate(net, "HalfCheetah-v5", pipeline=False, **kw)
+
+    built, moves = [], []
+    init, physics, take = (
+        CpuBatchedEnv.__init__,
+        CpuBatchedEnv._physics,
+        CpuBatchedEnv.take_episodes,
+    )
+
+    def spy_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        built.append(self)
+
+    def slow_physics(self):
+        if self is built[0]:
+            time.sleep(0.001)
+        physics(self)
+
+    def spy_take(self, source, count):
+        moves.append(take(self, source, count))
+        return moves[-1]
+
+    monkeypatch.setattr(CpuBatchedEnv, "__init__", spy_init)
+    monkeypatch.setattr(CpuBatchedEnv, "_physics", slow_physics)
+    monkeypatch.setattr(CpuBatchedEnv, "take_episodes", spy_take)
+    res = evaluate(net, "HalfCheetah-v5", **kw)
+    assert moves and moves[0] == n // 4  # half of the slow half's 32 running episodes
+    np.testing.assert_allclose(res.returns, ref.returns, rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(res.lengths, ref.lengths)
+
+
 def test_a_policy_error_on_one_half_stops_the_evaluation():
     calls = []
 

@@ -200,3 +200,63 @@ def test_shared_schedule_with_limit_numbers_episodes_once_and_idles_slots():
     assert sorted(finished) == [0, 1, 2, 3, 4]  # episode 4 ran, nothing beyond the limit
     assert not any(half.active.any() for half in halves)
     assert schedule.remaining == 0
+
+
+def _finished_episodes(envs, policy, steps):
+    """Step each env with ``policy`` until none is active; ``{episode: (return, length)}``."""
+    out = {}
+    for _ in range(steps):
+        for env in envs:
+            if env.active.any():
+                obs = env.observe()[0]
+                running = env.observe()[1]["episode_index"]
+                _, _, terminated, truncated, info = env.step(policy(obs))
+                for slot in np.flatnonzero(terminated | truncated):
+                    out[int(running[slot])] = (
+                        float(info["episode_return"][slot]),
+                        int(info["episode_length"][slot]),
+                    )
+    return out
+
+
+@pytest.mark.parametrize("env_id", ["Hopper-v5", "Ant-v5"])  # Ant: persistent batch, cfrc_ext
+def test_take_episodes_moves_running_episodes_that_continue_bit_identically(env_id):
+    def policy(obs):
+        return np.tanh(0.3 * obs[:, :1] + 0.1 * np.arange(8)[: env.act_dim]).astype(np.float32)
+
+    env = CpuBatchedEnv(env_id, 6, seed=3, schedule=EpisodeSchedule(3, limit=6))
+    env.reset()
+    ref = _finished_episodes([env], policy, 1000)
+    assert sorted(ref) == list(range(6))
+
+    schedule = EpisodeSchedule(3, limit=6)
+    giver, taker = (CpuBatchedEnv(env_id, k, seed=3, schedule=schedule) for k in (5, 3))
+    giver.reset()
+    taker.reset()  # episode 5 and two idle slots
+    assert taker.active.tolist() == [True, False, False]
+    _finished_episodes([giver, taker], policy, 7)
+    moved_index = giver.observe()[1]["episode_index"][[3, 4]]
+    assert taker.take_episodes(giver, 3) == 2  # two free slots take the giver's last two
+    assert giver.active.tolist() == [True, True, True, False, False]
+    assert taker.active.all()
+    assert taker.observe()[1]["episode_index"][1:].tolist() == moved_index.tolist()
+    assert taker.take_episodes(giver, 1) == 0  # no free slot left
+    got = _finished_episodes([giver, taker], policy, 1000)
+    assert sorted(got) == list(range(6))
+    for j in range(6):
+        assert got[j] == ref[j], f"episode {j} changed by the move"
+
+
+def test_take_episodes_needs_a_shared_schedule_and_no_step_in_flight():
+    schedule = EpisodeSchedule(0, limit=4)
+    a, b = (CpuBatchedEnv("Hopper-v5", 2, schedule=schedule) for _ in range(2))
+    other = CpuBatchedEnv("Hopper-v5", 2)
+    for env in (a, b, other):
+        env.reset()
+    with pytest.raises(ValueError, match="sharing one schedule"):
+        a.take_episodes(other, 1)
+    b.step_async(np.zeros((2, 3), np.float32))
+    with pytest.raises(RuntimeError, match="between steps"):
+        a.take_episodes(b, 1)
+    b.step_wait()
+    assert a.take_episodes(b, 1) == 0  # a has no free slot

@@ -18,10 +18,13 @@ costs ~25% more per step (more contacts) than under random actions. Even scaled,
 persist from step to step, and the states it drives the bodies into can cost more physics than
 random actions do: part of any gap to the limit is the workload, not the evaluator.
 
-Machines here are shared: compare the ratios, measured side by side. Besides wall-clock rates the
-table gives CPU-time ratios (env-steps per CPU-second of this process, all threads): on a host
-whose cores are taken by other work they are the stable figure, and when the evaluator's threads
-keep both cores busy they are what the wall-clock ratio tends to.
+Machines here are shared, and their speed drifts by +-15 % within seconds: compare the ratios,
+measured side by side. Each evaluation's rate is divided by the mean of the physics limit
+measured right before and right after it, and with ``--repeats R`` (default 3) the row gives the
+median of the R paired ratios, their range, and the median of every rate. Besides wall-clock
+rates the table gives CPU-time ratios (env-steps per CPU-second of this process, all threads):
+on a host whose cores are taken by other work they are the stable figure, and when the
+evaluator's threads keep both cores busy they are what the wall-clock ratio tends to.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import statistics
 import time
 
 import numpy as np
@@ -83,6 +87,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=0,
         help="also replay this many steps of the MLP's actions vs random ones (CPU time)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="measure limit, evaluate, limit (and each SyncVectorEnv) this many times; report "
+        "medians (this host's speed drifts by +-15%% within seconds)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of policy, actions and episodes")
     parser.add_argument("--out", default="results/bench_sim.json", help="JSON output path")
@@ -231,52 +242,87 @@ def timed_evaluate(policy, env_id: str, episodes: int, n: int, seed: int, pipeli
 
 
 def measure_task(env_id: str, args: argparse.Namespace) -> dict:
-    """One row of the table, every rate measured back to back."""
+    """One row of the table, every rate measured back to back.
+
+    The physics limit is measured right before and right after each evaluation and the pair's
+    mean divides that evaluation's rate; with ``args.repeats`` > 1 the row reports the medians
+    of those paired ratios and of each rate.
+    """
     import torch
 
     from choicebc.envs import get_task
 
+    if args.repeats < 1:
+        raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
     task = get_task(env_id)
     policy = benchmark_policy(task.obs_dim, task.act_dim, args.seed)
     n, seed = args.num_envs, args.seed
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as evaluate() does; the same for every loop with the policy
-    try:
-        before = physics_limit(env_id, n, args.limit_steps, seed)
-        ev = timed_evaluate(policy, env_id, args.episodes or n, n, seed, pipeline=True)
-        if args.episodes is None and ev["env_steps"] < args.min_steps:
-            episodes = math.ceil(ev["episodes"] * args.min_steps / ev["env_steps"])
+    sync_sizes = args.sync_num_envs or (8, n)
+    episodes = args.episodes or n
+    runs, naive, cost = [], None, None
+    sync: dict[int, list[float]] = {m: [] for m in sync_sizes}
+    sync_default: list[float] = []
+    for r in range(args.repeats):
+        torch.set_num_threads(1)  # as evaluate() does; the same for every loop with the policy
+        try:
+            before = physics_limit(env_id, n, args.limit_steps, seed + 2 * r)
             ev = timed_evaluate(policy, env_id, episodes, n, seed, pipeline=True)
-        naive = None
-        if args.naive:
-            naive = timed_evaluate(policy, env_id, ev["episodes"], n, seed, pipeline=False)
-        cost = None
-        if args.workload_steps:
-            cost = workload(env_id, policy, n, args.workload_steps, seed)
-        after = physics_limit(env_id, n, args.limit_steps, seed + 1)
-        sync = {
-            m: sync_vector_env(env_id, policy, m, max(1, args.sync_env_steps // m), seed)
-            for m in (args.sync_num_envs or (8, n))
-        }
-    finally:
-        torch.set_num_threads(threads)
-    # the configuration of BENCHMARKS.md's reference figure (5,199 on HalfCheetah): the same
-    # x8 loop with torch left on its default threads, which spin against the physics
-    sync_default = sync_vector_env(env_id, policy, 8, max(1, args.sync_env_steps // 8), seed)
-    limit = (before["rate"] + after["rate"]) / 2
-    limit_cpu = (before["cpu_rate"] + after["cpu_rate"]) / 2
+            if args.episodes is None and ev["env_steps"] < args.min_steps:
+                episodes = math.ceil(ev["episodes"] * args.min_steps / ev["env_steps"])
+                ev = timed_evaluate(policy, env_id, episodes, n, seed, pipeline=True)
+            if args.naive and naive is None:
+                naive = timed_evaluate(policy, env_id, episodes, n, seed, pipeline=False)
+            if args.workload_steps and cost is None:
+                cost = workload(env_id, policy, n, args.workload_steps, seed)
+            after = physics_limit(env_id, n, args.limit_steps, seed + 2 * r + 1)
+            for m in sync_sizes:
+                sync[m].append(
+                    sync_vector_env(env_id, policy, m, max(1, args.sync_env_steps // m), seed)
+                )
+        finally:
+            torch.set_num_threads(threads)
+        # the configuration of BENCHMARKS.md's reference figure (5,199 on HalfCheetah): the same
+        # x8 loop with torch left on its default threads, which spin against the physics
+        sync_default.append(
+            sync_vector_env(env_id, policy, 8, max(1, args.sync_env_steps // 8), seed)
+        )
+        limit = (before["rate"] + after["rate"]) / 2
+        limit_cpu = (before["cpu_rate"] + after["cpu_rate"]) / 2
+        runs.append(
+            {
+                "evaluate": ev,
+                "physics_limit": limit,
+                "physics_limit_runs": [before, after],
+                "ratio_limit": ev["rate"] / limit,
+                "cpu_ratio_limit": ev["cpu_rate"] / limit_cpu,
+            }
+        )
+    median = statistics.median
+    ev = {**runs[0]["evaluate"], "rate": median(x["evaluate"]["rate"] for x in runs)}
+    ev["cpu_rate"] = median(x["evaluate"]["cpu_rate"] for x in runs)
+    sync_rate = {m: median(v) for m, v in sync.items()}
+    default_rate = median(sync_default)
+    ratios = [x["ratio_limit"] for x in runs]
     return {
         "env_id": env_id,
+        "repeats": runs,
         "evaluate": ev,
         "evaluate_naive": naive,
-        "physics_limit": limit,
-        "physics_limit_runs": [before, after],
-        "sync_vector_env": sync,
-        "ratio_limit": ev["rate"] / limit,
-        "ratio_sync": {m: ev["rate"] / rate for m, rate in sync.items()},
-        "sync_default_threads": {"num_envs": 8, "torch_threads": threads, "rate": sync_default},
-        "ratio_sync_default_threads": ev["rate"] / sync_default,
-        "cpu_ratio_limit": ev["cpu_rate"] / limit_cpu,
+        "physics_limit": median(x["physics_limit"] for x in runs),
+        "sync_vector_env": sync_rate,
+        "sync_vector_env_runs": sync,
+        "ratio_limit": median(ratios),
+        "ratio_limit_range": [min(ratios), max(ratios)],
+        "ratio_sync": {m: ev["rate"] / rate for m, rate in sync_rate.items()},
+        "sync_default_threads": {
+            "num_envs": 8,
+            "torch_threads": threads,
+            "rate": default_rate,
+            "runs": sync_default,
+        },
+        "ratio_sync_default_threads": ev["rate"] / default_rate,
+        "cpu_ratio_limit": median(x["cpu_ratio_limit"] for x in runs),
         "workload": cost,
         "cpu_ratio_replay": ev["cpu_rate"] / cost["replay_cpu_rate"] if cost else None,
     }
@@ -290,7 +336,7 @@ def markdown_table(rows: list[dict], num_envs: int) -> str:
     cols += ["physics limit"]
     cols += [f"SyncVectorEnv x{m} + MLP" for m in sizes]
     cols += ["Sync x8, torch default threads"]
-    cols += ["evaluate / limit"]
+    cols += ["evaluate / limit (median)", "range over repeats"]
     cols += [f"evaluate / Sync x{m}" for m in sizes]
     cols += ["evaluate / Sync x8 default threads"]
     cols += ["CPU-time: evaluate / limit"]
@@ -304,7 +350,8 @@ def markdown_table(rows: list[dict], num_envs: int) -> str:
         cells.append(f"{r['physics_limit']:,.0f}")
         cells += [f"{r['sync_vector_env'][m]:,.0f}" for m in sizes]
         cells.append(f"{r['sync_default_threads']['rate']:,.0f}")
-        cells.append(f"{r['ratio_limit']:.2f}")
+        low, high = r["ratio_limit_range"]
+        cells += [f"{r['ratio_limit']:.2f}", f"{low:.2f}-{high:.2f}"]
         cells += [f"{r['ratio_sync'][m]:.1f}" for m in sizes]
         cells.append(f"{r['ratio_sync_default_threads']:.1f}")
         cells.append(f"{r['cpu_ratio_limit']:.2f}")

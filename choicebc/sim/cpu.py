@@ -123,11 +123,7 @@ class CpuBatchedEnv:
         self._active_ids = None
         self._start_episodes(np.arange(self.num_envs))
         self._needs_reset = False
-        return self._obs.copy(), {
-            "episode_index": self._episode_index.copy(),
-            "episode_seed": self._episode_seed.copy(),
-            "active": self._active.copy(),
-        }
+        return self.observe()
 
     def step(
         self, actions: np.ndarray
@@ -164,6 +160,63 @@ class CpuBatchedEnv:
         self._pending.result()
         self._pending = None
         return self._finish()
+
+    def take_episodes(self, source: CpuBatchedEnv, count: int) -> int:
+        """Move up to ``count`` running episodes of ``source`` into this env's inactive slots.
+
+        Both envs must run the same task, share one episode schedule and be between steps. An
+        episode continues bit-identically where it moved: its slot's whole MuJoCo state row
+        (``mjSTATE_INTEGRATION`` and warning counters) and its bookkeeping (return, length,
+        episode index and seed, last observation) move with it; its old slot turns inactive.
+        The evaluator moves half of the slower half's episodes to the faster one when the faster
+        has nothing left to run, so that the last episodes do not finish on one core.
+
+        Returns:
+            the number of episodes moved (0 if either side has nothing to give or take).
+
+        Raises:
+            ValueError: different tasks or schedules.
+            RuntimeError: a step is in flight in either env.
+        """
+        if source.env_id != self.env_id or source._schedule is not self._schedule:
+            raise ValueError("take_episodes needs two envs of one task sharing one schedule")
+        for env in (self, source):
+            if env._pending is not None or env._physics_done or env._needs_reset:
+                raise RuntimeError("take_episodes between steps only: finish the step first")
+        free = np.flatnonzero(~self._active)
+        running = np.flatnonzero(source._active)
+        k = max(0, min(int(count), free.size, running.size))
+        if not k:
+            return 0
+        dst, src = free[:k], running[-k:]
+        self._batch.state[dst] = source._batch.state[src]
+        self._batch.warning[dst] = source._batch.warning[src]
+        if self.task.needs_rne_post:
+            self._state["cfrc_ext"][dst] = source._state["cfrc_ext"][src]
+        for name in (
+            "_obs",
+            "_position",
+            "_returns",
+            "_lengths",
+            "_episode_index",
+            "_episode_seed",
+        ):
+            getattr(self, name)[dst] = getattr(source, name)[src]
+        self._active[dst] = True
+        source._active[src] = False
+        for env in (self, source):
+            env._active_ids = (
+                None if env._active.all() else np.flatnonzero(env._active).astype(np.int32)
+            )
+        return k
+
+    def observe(self) -> tuple[np.ndarray, dict[str, Any]]:
+        """The current observations and episode bookkeeping, as :meth:`reset` returns them."""
+        return self._obs.copy(), {
+            "episode_index": self._episode_index.copy(),
+            "episode_seed": self._episode_seed.copy(),
+            "active": self._active.copy(),
+        }
 
     @property
     def active(self) -> np.ndarray:
