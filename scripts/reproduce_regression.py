@@ -369,6 +369,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "tau^-1 0.03 (below the inlier noise; ChoiceNetHead's BC default)": dict(tau_inv=3e-2),
     "lambda1 1 -> 0.1 over the first half (lambda1_start=1.0)": dict(lambda1_start=1.0),
     "lambda1 1 -> 0.1 over the first 10 %": dict(lambda1_start=1.0, lambda1_anneal=0.1),
+    "mixtures 2..K do not train mu_1 (isolate_target=True)": dict(isolate_target=True),
 }
 """Overrides of the ChoiceNetRegressor defaults compared by ``ablation``."""
 ABLATION_STEP_RATES = (0.0, 0.4)

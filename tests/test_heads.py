@@ -318,10 +318,44 @@ def test_kl_gradient_reaches_rho_only_without_stop_grad(stop):
     assert (rho_grad == 0) if stop else (rho_grad > 0)
 
 
+@pytest.mark.parametrize("sampling", ["closed_form", "sample", "mean"])
+@pytest.mark.parametrize("fused", [False, True])
+def test_isolate_target_keeps_the_other_mixtures_from_moving_mu_1(sampling, fused):
+    """The regional mirror: data near -mu_1, every other mixture at rho = -1 (mu_k = -mu_1
+    nearly fits them) and no L2. As the paper, those mixtures push mu_1 away from the data (to
+    bring -mu_1 closer); isolated, mu_1 gets only its own likelihood's gradient, which vanishes
+    this far (4 standard deviations) from the data."""
+
+    def mu_grad(isolate: bool) -> torch.Tensor:
+        head = seeded_head(
+            "choicenet", seed=2, lambda1=0.0, sampling=sampling, isolate_target=isolate
+        ).double()
+        with torch.no_grad():
+            head.gate_bias("rho").fill_(-6.0)  # rho_k = tanh(-6) = -0.99999
+            head.gate_bias("mu").fill_(2.0)
+        h = features(n=32).double()
+        with torch.no_grad():
+            y = -head.target_mean(h) - 0.3
+        torch.manual_seed(3)
+        loss = head.training_loss(h, y) if fused else head.loss(head(h), y)
+        loss.backward()
+        return head.block.weight.grad[:D]  # the mu_* rows
+
+    tied, isolated = mu_grad(False), mu_grad(True)
+    assert tied.abs().max() > 1e-2
+    assert isolated.abs().max() < 1e-6 * tied.abs().max()
+
+
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize(
     "hparams",
-    [{}, {"kl_stop_grad_rho": True}, {"sampling": "mean"}, {"lambda1": 0.0, "kl_weight": 1.0}],
+    [
+        {},
+        {"kl_stop_grad_rho": True},
+        {"sampling": "mean"},
+        {"lambda1": 0.0, "kl_weight": 1.0},
+        {"isolate_target": True},
+    ],
 )
 def test_fused_training_loss_equals_the_reference_loss_and_its_gradients(hparams, training):
     """ChoiceNet's hand-written backward against autograd through forward() + loss(), in

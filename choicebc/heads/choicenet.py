@@ -61,6 +61,12 @@ class ChoiceNetHead(Head):
             large, which fights rho = -1 for a flipped demonstrator (default False: as the
             paper, the gradient reaches both).
         rho_init: initial correlation of mixtures 2..K (the bias of W_rho is atanh of it).
+        isolate_target: mixtures 2..K see mu_1 as a constant in mu_k = rho_k mu_1 (+ noise):
+            their likelihood trains rho_k, pi_k, Sigma_0 and the features through those gates,
+            but not mu_1, which only its own likelihood and the L2 of eq. (7) move. Without
+            it a mixture at rho_k = -1 can hold mu_1 at the negation of the data (mu_k = -mu_1
+            then fits them), regionally and even without outliers (default False: as the
+            paper, every mixture's gradient reaches mu_*).
     """
 
     name = "choicenet"
@@ -79,6 +85,7 @@ class ChoiceNetHead(Head):
         sampling: str = "closed_form",
         kl_stop_grad_rho: bool = False,
         rho_init: float = 0.0,
+        isolate_target: bool = False,
     ) -> None:
         if n_mixtures < 2:
             raise ValueError(f"ChoiceNet needs n_mixtures >= 2 (target + others), got {n_mixtures}")
@@ -101,11 +108,13 @@ class ChoiceNetHead(Head):
             sampling=sampling,
             kl_stop_grad_rho=kl_stop_grad_rho,
             rho_init=rho_init,
+            isolate_target=isolate_target,
         )
         if not -1.0 < rho_init < 1.0:
             raise ValueError(f"rho_init must be in (-1, 1), got {rho_init}")
         self.k = n_mixtures
         self.kl_stop_grad_rho = kl_stop_grad_rho
+        self.isolate_target = isolate_target
         self._log_2pi_d = out_features * math.log(2 * math.pi)
         self.tau_inv, self.lambda1, self.lambda2 = tau_inv, lambda1, lambda2
         self.kl_weight, self.sigma_z, self.sampling = kl_weight, sigma_z, sampling
@@ -161,7 +170,8 @@ class ChoiceNetHead(Head):
         if mode == "sample":
             others = self._sampled_means(h, rho_rest)
         else:
-            others = rho_rest.unsqueeze(-1) * target.unsqueeze(1)  # E[mu_k] = rho_k mu_1
+            tied = target.detach() if self.isolate_target else target
+            others = rho_rest.unsqueeze(-1) * tied.unsqueeze(1)  # E[mu_k] = rho_k mu_1
             if mode == "closed_form":
                 # local reparameterisation: sd(mu_k) = sqrt(1 - rho_k^2) sigma_Z ||[h, 1]||, the
                 # same for every output d as sigma_Z is a scalar (cf. correlated_mean_moments)
@@ -192,11 +202,12 @@ class ChoiceNetHead(Head):
         r = rho.unsqueeze(-1)  # (N, K', 1)
         basis = torch.stack([h1 @ mu_w, h1 @ ((self.sigma_z / sigma_w) * (w - mu_w)), h1 @ z])
         # eq. (5) with mu_w -> mu_* h, (w - mu) sigma_z / sigma_w -> basis[1], z -> basis[2]
+        target = basis[0].detach() if self.isolate_target else basis[0]
         return cholesky_transform(
-            w=basis[1].unsqueeze(1) + basis[0].unsqueeze(1),
+            w=basis[1].unsqueeze(1) + target.unsqueeze(1),
             z=basis[2].unsqueeze(1),
             rho=r,
-            mu_w=basis[0].unsqueeze(1),
+            mu_w=target.unsqueeze(1),
             sigma_w=torch.ones_like(r),
             sigma_z=torch.ones_like(r),
         )
@@ -312,7 +323,7 @@ class _FusedChoiceNetLoss(torch.autograd.Function):
         g_lp = torch.add(g_nll, pbar, alpha=head.kl_weight * g).neg_()
         g_b = torch.addcmul(g_lp, lp.exp(), g_lp.sum(0), value=-1.0)
         g_rest = g_mu[1:]  # (K-1, D, N), mu_k = r_k t + sqrt(1 - r_k^2) scale eps_k
-        g_t = (r.unsqueeze(1) * g_rest).sum(0).add_(g_mu[0])
+        g_t = g_mu[0] if head.isolate_target else (r.unsqueeze(1) * g_rest).sum(0).add_(g_mu[0])
         g_r = (g_rest * t).sum(1)
         g_om = (g_var[1:] * sig0).sum(1)  # var_k = om_k sig0 + tau
         g_h = None
