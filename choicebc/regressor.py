@@ -217,11 +217,11 @@ class ChoiceNetRegressor(HeadRegressor):
     training does not leave: on the *step* target two of three seeds end there even without
     outliers (MAE 0.90 where L2 reaches 0.03; in [-1, 1] mu_1 sits at f's reflection about the
     targets' mean), and cosexp at 20 % loses one seed (0.35). Isolated, mu_1 is moved only by
-    its own likelihood and the L2 of eq. (7); measured (3 seeds): step 0 % 0.037 / 0.038 / 0.051,
-    cosexp 20 % 0.016 / 0.015 / 0.018 and 80 % 0.047 / 0.068 / 0.064 (tied: 0.24 / 0.08 / 0.09),
-    the flipped example keeps rho_2 < -0.9 (-0.999 / -0.941 / -0.993), Boston 20 % 3.68 -- but
-    Boston 40 % rises from 5.85 to 6.85 RMSE, just above the paper's 6.80, which is why it is not
-    the default (``scripts/reproduce_regression.py ablation`` has the row).
+    its own likelihood and the L2 of eq. (7); measured (``scripts/reproduce_regression.py
+    ablation``, 3 seeds): step 0 % 0.034 / 0.037 / 0.051, the flipped example keeps
+    rho_2 < -0.9 (-0.999 / -0.939 / -0.992), Boston 20 % 3.72 -- but Boston 40 % rises from 5.85
+    to 6.98 RMSE, above the paper's 6.80, which is why it is not the default. (cosexp in a
+    probe: 20 % 0.016 / 0.015 / 0.018, 80 % 0.047 / 0.068 / 0.064; tied 0.24 / 0.08 / 0.09.)
 
     ``lambda1_start`` (default None: the paper's constant ``lambda1``) anneals eq. (7)'s L2
     pull on mu_1 (cosine) from ``lambda1_start`` to ``lambda1`` over the first
