@@ -208,8 +208,8 @@ def _finished_episodes(envs, policy, steps):
     for _ in range(steps):
         for env in envs:
             if env.active.any():
-                obs = env.observe()[0]
-                running = env.observe()[1]["episode_index"]
+                obs, started = env.observe()
+                running = started["episode_index"]
                 _, _, terminated, truncated, info = env.step(policy(obs))
                 for slot in np.flatnonzero(terminated | truncated):
                     out[int(running[slot])] = (

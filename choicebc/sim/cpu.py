@@ -166,8 +166,9 @@ class CpuBatchedEnv:
 
         Both envs must run the same task, share one episode schedule and be between steps. An
         episode continues bit-identically where it moved: its slot's whole MuJoCo state row
-        (``mjSTATE_INTEGRATION`` and warning counters) and its bookkeeping (return, length,
-        episode index and seed, last observation) move with it; its old slot turns inactive.
+        (every ``mjtState`` component, ``mjSTATE_INTEGRATION`` included), its warning counters
+        and its bookkeeping (return, length, episode index and seed, last observation) move with
+        it; its old slot turns inactive.
         The evaluator moves half of the slower half's episodes to the faster one when the faster
         has nothing left to run, so that the last episodes do not finish on one core.
 
@@ -204,10 +205,8 @@ class CpuBatchedEnv:
             getattr(self, name)[dst] = getattr(source, name)[src]
         self._active[dst] = True
         source._active[src] = False
-        for env in (self, source):
-            env._active_ids = (
-                None if env._active.all() else np.flatnonzero(env._active).astype(np.int32)
-            )
+        self._sync_active_ids()
+        source._sync_active_ids()
         return k
 
     def observe(self) -> tuple[np.ndarray, dict[str, Any]]:
@@ -247,6 +246,12 @@ class CpuBatchedEnv:
             self._pending.result()
             self._pending = None
             self._needs_reset = True  # a step was abandoned half-way
+
+    def _sync_active_ids(self) -> None:
+        """``_active_ids`` from ``_active``: None while every slot is active (the fast path)."""
+        self._active_ids = (
+            None if self._active.all() else np.flatnonzero(self._active).astype(np.int32)
+        )
 
     def _rows(self) -> np.ndarray | slice:
         return slice(None) if self._active_ids is None else self._active_ids
@@ -349,7 +354,7 @@ class CpuBatchedEnv:
         started, idle = slots[: len(indices)], slots[len(indices) :]
         if idle.size:
             self._active[idle] = False
-            self._active_ids = np.flatnonzero(self._active).astype(np.int32)
+            self._sync_active_ids()
         if not started.size:
             return
         ids = started.astype(np.int32)
