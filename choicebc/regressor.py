@@ -200,28 +200,24 @@ class ChoiceNetRegressor(HeadRegressor):
 
     ``predict`` returns the target mixture's mean mu_1 (rho_1 = 1). The head's
     hyper-parameters are documented in :class:`choicebc.heads.ChoiceNetHead`; the training
-    settings in :class:`HeadRegressor`. The defaults are the head's but for
-    ``tau_inv = 0.045``: tau^-1 is the target mixture's whole variance and belongs at the
-    inliers' noise variance in standardised units, which is 0.044 on the paper's synthetic
-    benchmarks (noise std 0.1, target std ~0.47). Narrower (the head's 0.03, set for behaviour
-    cloning, whose targets are a deterministic expert's actions), a second mixture with rho ~ +1
-    and a little more variance earns likelihood on clean data; on the flipped example that copy
-    sits next to the flipped region, and rho_2 must jump from it to -1 at the region's edge
-    (``scripts/reproduce_regression.py ablation``: 0.03 misses rho_2 < -0.9 at x = 0 on one of
-    three seeds).
+    settings in :class:`HeadRegressor`. The defaults are the head's (tau^-1 = 0.03 included)
+    but for ``isolate_target=True``: mixtures 2..K do not train mu_1 through
+    mu_k = rho_k mu_1.
 
-    ``isolate_target`` (default False: the paper's tied gradient) keeps mixtures 2..K from
-    training mu_1 through mu_k = rho_k mu_1. With the tied gradient a mixture at rho = -1 can
-    hold mu_1 at the negation of the data in part of the input range (mu_k = -mu_1 then fits
-    them, the likelihood is served and the KL of eq. (8) is satisfied), a local optimum that
-    training does not leave: on the *step* target two of three seeds end there even without
-    outliers (MAE 0.90 where L2 reaches 0.03; in [-1, 1] mu_1 sits at f's reflection about the
-    targets' mean), and cosexp at 20 % loses one seed (0.35). Isolated, mu_1 is moved only by
-    its own likelihood and the L2 of eq. (7); measured (``scripts/reproduce_regression.py
-    ablation``, 3 seeds): step 0 % 0.034 / 0.037 / 0.051, the flipped example keeps
-    rho_2 < -0.9 (-0.999 / -0.939 / -0.992), Boston 20 % 3.72 -- but Boston 40 % rises from 5.85
-    to 6.98 RMSE, above the paper's 6.80, which is why it is not the default. (cosexp in a
-    probe: 20 % 0.016 / 0.015 / 0.018, 80 % 0.047 / 0.068 / 0.064; tied 0.24 / 0.08 / 0.09.)
+    Why: with the paper's tied gradient a mixture at rho = -1 whose data sit near -mu_1 pushes
+    mu_1 *away* from the data (to bring -mu_1 closer), and can hold mu_1 at the negation of the
+    data in part of the input range -- mu_k = -mu_1 then fits them, the likelihood is served
+    and the KL of eq. (8) is satisfied, a local optimum training does not leave. On the *step*
+    target two of three seeds ended there even without outliers (MAE 0.90 where L2 reaches
+    0.03: in [-1, 1] mu_1 sat at f's reflection about the targets' mean), and cosexp at 20 %
+    lost one seed (0.35). Isolated, mu_1 is moved only by its own likelihood and the L2 of
+    eq. (7), and nothing pulls it away from the data; the other mixtures still learn rho_k from
+    the data, so the flipped example keeps rho_2 at -1. Isolation shifts the balance towards
+    the L2 pull, which sees the outliers too: with tau^-1 = 0.045 (the previous default, chosen
+    for the tied gradient) Boston at 40 % rose from 5.85 to 6.98 RMSE, above the paper's 6.80;
+    at 0.03 the target mixture is sharper, its own likelihood outweighs the pull, and Boston
+    40 % is back under it. ``scripts/reproduce_regression.py ablation`` compares the tied
+    gradient, tau^-1 0.045 and the KL weight against this default.
 
     ``lambda1_start`` (default None: the paper's constant ``lambda1``) anneals eq. (7)'s L2
     pull on mu_1 (cosine) from ``lambda1_start`` to ``lambda1`` over the first
@@ -229,7 +225,7 @@ class ChoiceNetRegressor(HeadRegressor):
     mirror (with the tied gradient): a strong early pull (``lambda1_start=1.0``) fixed it (MAE
     0.02), but dragged mu_1 towards the L2 fit while the mixtures specialised, and lost the
     flipped example (rho_2 ended at +0.99: a copy of mu_1, not its negation) and Boston at 40 %
-    (RMSE 9.7 vs 5.9); ``isolate_target`` fixes the mirror at a smaller cost.
+    (RMSE 9.7 vs 5.9); ``isolate_target`` fixes the mirror without that cost.
 
     Example:
         >>> reg = ChoiceNetRegressor(n_mixtures=5, seed=0, progress=False).fit(X, y)
@@ -239,7 +235,7 @@ class ChoiceNetRegressor(HeadRegressor):
     def __init__(
         self,
         n_mixtures: int = 5,
-        tau_inv: float = 4.5e-2,
+        tau_inv: float = 3e-2,
         lambda1: float = 0.1,
         lambda1_start: float | None = None,
         lambda1_anneal: float = 0.5,
@@ -250,7 +246,7 @@ class ChoiceNetRegressor(HeadRegressor):
         sampling: str = "closed_form",
         kl_stop_grad_rho: bool = False,
         rho_init: float = 0.0,
-        isolate_target: bool = False,
+        isolate_target: bool = True,
         hidden_sizes: tuple[int, ...] = (64, 64, 64),
         steps: int = 3000,
         batch_size: int = 256,

@@ -33,7 +33,7 @@ class ChoiceNetHead(Head):
             target's variance; it must not be far below the inliers' noise variance, or a
             mixture with rho ~ 1 and a larger variance out-competes the target (default 3e-2,
             for behaviour cloning, whose targets are a deterministic expert's actions;
-            :class:`choicebc.ChoiceNetRegressor` defaults to 0.045 for noisy regression targets).
+            :class:`choicebc.ChoiceNetRegressor` keeps 0.03 together with ``isolate_target``).
         lambda1: weight of the L2 loss on mu_1 (eq. (7)); a small pull towards the data that
             makes mu_1 point the right way early in training (default 0.1).
         lambda2: weight of the mixture negative log-likelihood (eq. (7)), default 1.
@@ -66,7 +66,8 @@ class ChoiceNetHead(Head):
             but not mu_1, which only its own likelihood and the L2 of eq. (7) move. Without
             it a mixture at rho_k = -1 can hold mu_1 at the negation of the data (mu_k = -mu_1
             then fits them), regionally and even without outliers (default False: as the
-            paper, every mixture's gradient reaches mu_*).
+            paper, every mixture's gradient reaches mu_*; :class:`choicebc.ChoiceNetRegressor`
+            defaults to True, which its docstring explains and measures).
     """
 
     name = "choicenet"
