@@ -102,8 +102,10 @@ def check_actions(
             "a policy's output for obs (N, obs_dim) must be (N, act_dim)"
         )
     checked = a if rows is None else a[rows]
-    finite = np.isfinite(checked).all(axis=1)
-    if not finite.all():
+    # one reduction on the common path; a non-finite sum (NaN, inf, or an overflow of large
+    # finite values) is resolved row by row
+    finite = np.isfinite(checked.sum()) or np.isfinite(checked).all(axis=1)
+    if not np.all(finite):
         bad = int(np.flatnonzero(~finite)[0] if rows is None else rows[~finite][0])
         raise ActionError(
             f"actions contain NaN or inf (slot {bad}: {a[bad].tolist()}); "

@@ -28,12 +28,19 @@ from choicebc.sim.base import (
     check_num_envs,
 )
 
-# warnings after which MuJoCo has reset the simulation (mj_checkPos/Vel/Acc): the state is lost
-_UNSTABLE_WARNINGS = [
-    int(mujoco.mjtWarning.mjWARN_BADQPOS),
-    int(mujoco.mjtWarning.mjWARN_BADQVEL),
-    int(mujoco.mjtWarning.mjWARN_BADQACC),
-]
+# warnings after which MuJoCo has reset the simulation (mj_checkPos/Vel/Acc): the state is lost;
+# consecutive in mjtWarning, so a slice (a view, no gather) selects them
+_BAD_STATE = sorted(
+    int(w)
+    for w in (
+        mujoco.mjtWarning.mjWARN_BADQPOS,
+        mujoco.mjtWarning.mjWARN_BADQVEL,
+        mujoco.mjtWarning.mjWARN_BADQACC,
+    )
+)
+if _BAD_STATE != list(range(_BAD_STATE[0], _BAD_STATE[-1] + 1)):  # pragma: no cover
+    raise ImportError(f"this MuJoCo's bad-state warnings are not consecutive: {_BAD_STATE}")
+_UNSTABLE_WARNINGS = slice(_BAD_STATE[0], _BAD_STATE[-1] + 1)
 
 
 class CpuBatchedEnv:
@@ -298,25 +305,18 @@ class CpuBatchedEnv:
 
     def _finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         task, n, rows = self.task, self.num_envs, self._rows()
-        s = self._state
-        if self._active_ids is not None:
-            s = {k: v[rows] for k, v in s.items()}
+        every = self._active_ids is None
+        s = self._state if every else {k: v[rows] for k, v in self._state.items()}
         position = task.position(s)
         velocity = (position - self._position[rows]) / self._dt
         obs = task.observation(s).astype(np.float32)
         reward = np.asarray(task.reward(s, self._actions[rows], velocity), dtype=np.float64)
         terminated = np.asarray(task.terminated(s), dtype=bool)
-        unstable = (
-            self._batch.warning[rows][:, _UNSTABLE_WARNINGS, 1].any(axis=1)
-            | self._failed[rows]
-            | ~np.isfinite(obs).all(axis=1)
-            | ~np.isfinite(reward)
-        )
-        if unstable.any():
+        unstable = self._unstable(rows, obs, reward)
+        if unstable is not None:
             reward[unstable] = 0.0
             terminated[unstable] = False
             obs[unstable] = self._obs[rows][unstable]  # the episode's last finite observation
-            self._failed[:] = False
 
         self._position[rows] = position
         self._obs[rows] = obs
@@ -326,14 +326,20 @@ class CpuBatchedEnv:
         episode_return = self._returns.copy()
         episode_length = self._lengths.copy()
 
-        out_reward = np.zeros(n)
-        out_terminated = np.zeros(n, bool)
-        out_truncated = np.zeros(n, bool)
-        out_unstable = np.zeros(n, bool)
-        out_reward[rows] = reward
-        out_terminated[rows] = terminated
-        out_unstable[rows] = unstable
-        out_truncated[rows] = (self._lengths[rows] >= task.max_episode_steps) | unstable
+        truncated = self._lengths[rows] >= task.max_episode_steps
+        if unstable is not None:
+            truncated |= unstable
+        if every:  # the step's own arrays are the outputs
+            out_reward, out_terminated, out_truncated = reward, terminated, truncated
+            out_unstable = np.zeros(n, bool) if unstable is None else unstable
+        else:  # inactive slots: reward 0, never done
+            out_reward, out_terminated = np.zeros(n), np.zeros(n, bool)
+            out_truncated, out_unstable = np.zeros(n, bool), np.zeros(n, bool)
+            out_reward[rows] = reward
+            out_terminated[rows] = terminated
+            out_truncated[rows] = truncated
+            if unstable is not None:
+                out_unstable[rows] = unstable
         done = np.flatnonzero(out_terminated | out_truncated)
         if done.size:
             self._start_episodes(done)
@@ -347,6 +353,31 @@ class CpuBatchedEnv:
             "active": self._active.copy(),
         }
         return self._obs.copy(), out_reward, out_terminated, out_truncated, info
+
+    def _unstable(
+        self, rows: np.ndarray | slice, obs: np.ndarray, reward: np.ndarray
+    ) -> np.ndarray | None:
+        """``(rows,) bool`` of the simulations that went unstable this step, None if none did.
+
+        One reduction per check on the common path; a non-finite sum (NaN, inf, or finite
+        values that overflow float32 when summed) sends it to the exact per-row test.
+        """
+        warned = self._batch.warning[rows, _UNSTABLE_WARNINGS, 1]
+        if not (
+            self._failed.any()
+            or warned.any()
+            or not np.isfinite(obs.sum())
+            or not np.isfinite(reward.sum())
+        ):
+            return None
+        unstable = (
+            warned.any(axis=1)
+            | self._failed[rows]
+            | ~np.isfinite(obs).all(axis=1)
+            | ~np.isfinite(reward)
+        )
+        self._failed[:] = False
+        return unstable if unstable.any() else None
 
     def _start_episodes(self, slots: np.ndarray) -> None:
         """Reset ``slots`` (sorted) to the next episodes of the schedule; the rest go inactive."""
