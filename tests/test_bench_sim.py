@@ -57,3 +57,23 @@ def test_verdicts_check_the_halfcheetah_targets():
     assert lines[1].startswith("FAIL") and "1 thread" in lines[1]
     assert lines[2].startswith("PASS") and "default threads) 14.60" in lines[2]
     assert all(line.startswith("FAIL") for line in bench_sim.verdicts([_row(0.84, 3.9, 3.9)]))
+
+
+def test_profile_evaluate_script_splits_each_threads_time():
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "scripts" / "profile_evaluate.py"
+    args = ["--env-id", "choicebc/PointReach-v0", "--num-envs", "64", "--episodes", "64"]
+    done = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, check=True
+    )
+    threads = [line for line in done.stdout.splitlines() if line.startswith("choicebc-eval")]
+    assert len(threads) == 2  # one line per half-batch thread
+    for line in threads:
+        shares = {k: float(v) for k, v in re.findall(r"([a-z/ ]+) (-?[0-9.]+)", line)}
+        shares = {k.strip(): v for k, v in shares.items()}
+        assert set(shares) >= {"policy", "physics", "observation/reward", "rest"}
+        assert all(0.0 < shares[k] < 1.0 for k in ("policy", "physics", "observation/reward"))
