@@ -7,7 +7,6 @@ a comparison changes only the head.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -17,6 +16,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from choicebc.heads import Head, Mixture, make_head
+from choicebc.heads.choicenet import lambda1_schedule
 
 
 def _check_array(name: str, a: Any, ndim: tuple[int, ...]) -> np.ndarray:
@@ -158,7 +158,9 @@ class HeadRegressor(RegressorMixin, BaseEstimator):
         return curve
 
     def _schedule(self, model: _MLPWithHead, step: int) -> None:
-        """Set step-dependent head hyper-parameters before training step ``step`` (none here)."""
+        """Set step-dependent head hyper-parameters before training step ``step`` (the head's
+        own schedule: ChoiceNet's lambda1 annealing, a no-op for the other heads)."""
+        model.head.set_progress(step, self.steps)
 
     # -- inference --------------------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -297,27 +299,17 @@ class ChoiceNetRegressor(HeadRegressor):
             "kl_stop_grad_rho": self.kl_stop_grad_rho,
             "rho_init": self.rho_init,
             "isolate_target": self.isolate_target,
+            "lambda1_start": self.lambda1_start,
+            "lambda1_anneal": self.lambda1_anneal,
         }
-
-    def _validate_fit(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
-        if self.lambda1_start is not None and self.lambda1_start < 0:
-            raise ValueError(f"lambda1_start must be >= 0 or None, got {self.lambda1_start}")
-        if not 0.0 <= self.lambda1_anneal <= 1.0:
-            raise ValueError(f"lambda1_anneal must be in [0, 1], got {self.lambda1_anneal}")
-        return super()._validate_fit(X, y)
 
     def lambda1_at(self, step: int) -> float:
         """eq. (7)'s lambda1 at training step ``step``: cosine from ``lambda1_start`` to
         ``lambda1`` over the first ``lambda1_anneal`` share of ``steps``, then ``lambda1``;
         constant ``lambda1`` when ``lambda1_start`` is None."""
-        span = int(self.lambda1_anneal * self.steps)
-        if self.lambda1_start is None or span == 0 or step >= span:
-            return float(self.lambda1)
-        w = 0.5 * (1.0 + math.cos(math.pi * step / span))
-        return float(self.lambda1 + (self.lambda1_start - self.lambda1) * w)
-
-    def _schedule(self, model: _MLPWithHead, step: int) -> None:
-        model.head.lambda1 = self.lambda1_at(step)
+        return lambda1_schedule(
+            self.lambda1, self.lambda1_start, self.lambda1_anneal, step, self.steps
+        )
 
     def correlations(self, X: Any) -> np.ndarray:
         """``(n, K)`` rho_k(x); column 0 is the target mixture's 1."""

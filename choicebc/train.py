@@ -357,6 +357,7 @@ def train_bc(
     for step in range(start, cfg.steps):
         for group in optimizer.param_groups:
             group["lr"] = lr_at(cfg, step)
+        policy.head.set_progress(step, cfg.steps)
         obs_b, act_b = sample_batch(train_obs, train_act, cfg.batch_size, generator, train_cdf)
         loss = policy.head.training_loss(policy.features(obs_b), act_b)
         optimizer.zero_grad(set_to_none=True)

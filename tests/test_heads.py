@@ -297,6 +297,31 @@ def test_choicenet_config_documents_defaults():
         assert key in cfg and math.isfinite(cfg[key])
 
 
+def test_lambda1_schedule_anneals_the_l2_pull_and_set_progress_applies_it():
+    from choicebc.heads.choicenet import lambda1_schedule
+
+    assert lambda1_schedule(0.1, 1.0, 0.5, 0, 100) == pytest.approx(1.0)
+    assert lambda1_schedule(0.1, 1.0, 0.5, 25, 100) == pytest.approx(0.55)  # cosine midpoint
+    assert lambda1_schedule(0.1, 1.0, 0.5, 50, 100) == lambda1_schedule(0.1, 1.0, 0.5, 99, 100)
+    assert lambda1_schedule(0.1, 1.0, 0.5, 99, 100) == pytest.approx(0.1)
+    assert lambda1_schedule(0.1, None, 0.5, 0, 100) == 0.1  # no start: the constant
+    head = make_head("choicenet", Q, D, lambda1=0.2, lambda1_start=3.0, lambda1_anneal=0.25)
+    head.set_progress(0, 40)
+    assert head.lambda1 == pytest.approx(3.0)
+    head.set_progress(5, 40)
+    assert head.lambda1 == pytest.approx(1.6)
+    head.set_progress(10, 40)
+    assert head.lambda1 == pytest.approx(0.2)
+    constant = make_head("choicenet", Q, D, lambda1=0.2, lambda1_start=None)
+    constant.set_progress(0, 40)
+    assert constant.lambda1 == 0.2
+    make_head("mdn", Q, D).set_progress(0, 40)  # other heads: a no-op
+    with pytest.raises(ValueError, match="lambda1_start"):
+        make_head("choicenet", Q, D, lambda1_start=-1.0)
+    with pytest.raises(ValueError, match="lambda1_anneal"):
+        make_head("choicenet", Q, D, lambda1_start=1.0, lambda1_anneal=2.0)
+
+
 def test_rho_init_sets_the_starting_correlation():
     head = seeded_head("choicenet", n_mixtures=3, rho_init=-0.76).eval()
     with torch.no_grad():

@@ -136,6 +136,27 @@ def test_training_learns_the_expert_not_the_flip():
     assert roc_auc_score(~demos.is_corrupt, quality) > 0.9
 
 
+def test_train_bc_steps_the_heads_lambda1_schedule(monkeypatch):
+    """train_bc calls set_progress before every step: the loss sees the annealed lambda1."""
+    from choicebc.heads import ChoiceNetHead
+    from choicebc.heads.choicenet import lambda1_schedule
+
+    seen: list[float] = []
+    fused = ChoiceNetHead.training_loss
+
+    def recording(head, h, y):
+        if head.training:  # not the validation passes
+            seen.append(head.lambda1)
+        return fused(head, h, y)
+
+    monkeypatch.setattr(ChoiceNetHead, "training_loss", recording)
+    cfg = TrainConfig(steps=20, batch_size=32, hidden=(8,), log_every=10, torch_threads=1)
+    kwargs = {"lambda1": 0.1, "lambda1_start": 2.0, "lambda1_anneal": 0.5}
+    policy = train_bc(toy_demos(200), config=cfg, progress=False, head_kwargs=kwargs)
+    assert seen == pytest.approx([lambda1_schedule(0.1, 2.0, 0.5, t, 20) for t in range(20)])
+    assert seen[0] == pytest.approx(2.0) and policy.head.lambda1 == pytest.approx(0.1)
+
+
 def test_resume_gives_the_same_result_as_uninterrupted(tmp_path, monkeypatch):
     demos = toy_demos(600)
     cfg = TrainConfig(steps=40, batch_size=32, hidden=(16,), log_every=10, checkpoint_every=20)

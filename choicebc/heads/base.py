@@ -105,6 +105,10 @@ class Head(torch.nn.Module, ABC):
     def loss(self, mixture: Mixture, y: Tensor) -> Tensor:
         """Scalar training loss of ``mixture`` against targets ``y (N, D)``."""
 
+    def set_progress(self, step: int, total: int) -> None:  # noqa: B027 (optional hook)
+        """Called by training loops before step ``step`` of ``total`` (0-based): heads with
+        step-dependent hyper-parameters set them here (default: nothing)."""
+
     def training_loss(self, h: Tensor, y: Tensor) -> Tensor:
         """``loss(self(h), y)`` for features ``h (N, Q)``: what training loops call, so that a
         head may fuse the two (ChoiceNet does)."""
