@@ -81,10 +81,11 @@ class ChoiceNetHead(Head):
             below 50 % flipped data, before the mixture likelihood sharpens it. With the
             paper's constant lambda1 (``None``) mu_1 settles on the negation of the expert in
             whole regions of the state space (a regional mirror that a rho ~ -1 mixture then
-            explains): measured on HalfCheetah-v5, flipped step-mixing, 20,000 steps, seed 0,
-            100 episodes (normalized score, constant -> annealed from 1.0 over half the steps):
-            0 % 93.3 -> 99.6, 10 % 94.7 -> 100.5, 30 % 92.0 -> 91.1, 40 % 0.9 -> 81.4 (ROC AUC
-            0.929 -> 0.9999; constant lambda1 with training seeds 1 and 2: -0.4, 1.2)
+            explains): measured by the robustness report on HalfCheetah-v5, flipped
+            step-mixing, 20,000 steps, seed 0, 100 episodes (normalized score, constant ->
+            annealed from 1.0 over half the steps): 0 % 93.3 -> 99.5, 10 % 94.7 -> 100.8,
+            20 % 94.6 -> 97.9, 30 % 92.0 -> 90.4, 40 % 0.9 -> 81.2 (ROC AUC 0.929 -> 1.000;
+            constant lambda1 with training seeds 1 and 2: -0.4, 1.2)
             (default 1.0; :class:`choicebc.ChoiceNetRegressor` keeps the constant, see there).
         lambda1_anneal: share of the training steps over which lambda1 anneals (default 0.5).
         isolate_target: mixtures 2..K see mu_1 as a constant in mu_k = rho_k mu_1 (+ noise):
