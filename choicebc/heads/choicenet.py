@@ -153,11 +153,6 @@ class ChoiceNetHead(Head):
         self.isolate_target = isolate_target
         self._log_2pi_d = out_features * math.log(2 * math.pi)
         self.tau_inv, self.lambda1, self.lambda2 = tau_inv, lambda1, lambda2
-        self.lambda1_final, self.lambda1_start, self.lambda1_anneal = (
-            lambda1,
-            lambda1_start,
-            lambda1_anneal,
-        )
         self.kl_weight, self.sigma_z, self.sampling = kl_weight, sigma_z, sampling
         q, d, k = in_features, out_features, n_mixtures
         # One affine map of h for mu_* and the three gates, [mu_* | W_rho | W_pi | W_Sigma0]:
@@ -292,8 +287,9 @@ class ChoiceNetHead(Head):
     def set_progress(self, step: int, total: int) -> None:
         """Before training step ``step`` of ``total``: eq. (7)'s lambda1 on its schedule
         (:func:`lambda1_schedule`; constant without ``lambda1_start``)."""
+        hp = self.hparams  # the constructor's values; self.lambda1 is the current one
         self.lambda1 = lambda1_schedule(
-            self.lambda1_final, self.lambda1_start, self.lambda1_anneal, step, total
+            hp["lambda1"], hp["lambda1_start"], hp["lambda1_anneal"], step, total
         )
 
     def mode(self, mixture: Mixture) -> Tensor:
