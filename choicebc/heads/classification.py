@@ -157,6 +157,10 @@ class ChoiceNetClassifierHead(ClassifierHead, ChoiceNetHead):
 
     name = "choicenet_cls"
 
+    # eq. (7)'s lambda1 schedule belongs to the regression parent; this head's CE warm-up
+    # counts its own loss calls (``lambda1_steps``)
+    set_progress = Head.set_progress
+
     def __init__(
         self,
         in_features: int,
