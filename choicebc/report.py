@@ -16,7 +16,10 @@ thousands of cells, so:
   (``--ray-address``, extra ``choicebc[cluster]``). The driver writes every cell file, so only
   its machine needs the run folder; a Ray node that does not see the cached demo set collects
   its own copy (collection is deterministic in the seed);
-* ``results/report.md`` is rendered from the cell JSONs alone (``--render-only``).
+* ``results/report.md`` is rendered from the cell JSONs alone (``--render-only``);
+* the full grid's default run folder, ``docs/report/``, is part of the repository (its
+  ``demos/`` is gitignored): the cell files are small, so committing them lets the grid grow
+  over sessions and machines instead of starting again on every fresh clone.
 
 Run folder layout (``--out``)::
 
@@ -34,7 +37,6 @@ import argparse
 import functools
 import hashlib
 import json
-import math
 import os
 import sys
 import time
@@ -49,7 +51,14 @@ import numpy as np
 
 CELL_FORMAT = "choicebc.report-cell"
 CELL_VERSION = 1
-RESULT_AFFECTING_EXCLUDE = ("plots.py", "cli.py", "video.py", "quickstart.py", "demoset_cli.py")
+RESULT_AFFECTING_EXCLUDE = (
+    "plots.py",
+    "cli.py",
+    "video.py",
+    "quickstart.py",
+    "demoset_cli.py",
+    "report_render.py",
+)
 """choicebc modules that cannot change a cell's numbers (figures, CLI wiring); everything else
 in the package -- heads, training, simulation, envs, collection, this module's cell code --
 goes into :func:`code_version`."""
@@ -384,8 +393,9 @@ class ReportConfig:
     """evaluation episodes per policy"""
     num_envs: int = 100
     """parallel simulations for collection and evaluation"""
-    out: str = "runs/report"
-    """run folder: cached demos and one JSON per finished cell"""
+    out: str = "docs/report"
+    """run folder: cached demos and one JSON per finished cell (the default one is in the
+    repository, its demos/ gitignored, so the grid grows across machines and sessions)"""
     results: str = "results/report.md"
     """the rendered report (figures go beside it)"""
     workers: int = 0
@@ -926,361 +936,18 @@ def run_report(cfg: ReportConfig) -> Path:
 
 
 # ------------------------------------------------------------------------------ render
-def _fmt_mean_std(values: list[float], digits: int = 1) -> str:
-    if not values:
-        return "—"
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}"
-
-
-def _pct(ratio: float) -> str:
-    return f"{ratio * 100:.0f} %"
-
-
-def _load_grid(root: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
-    """The run's grid from ``grid.json``, widened by whatever cells are on disk."""
-    path = root / "grid.json"
-    grid = json.loads(path.read_text()) if path.is_file() else {}
-    grid.setdefault("skipped_envs", {})
-    keys = {"envs": "env_id", "adversaries": "adversary", "mixes": "mix", "ratios": "ratio"}
-    for key, field_name in keys.items():
-        values = list(grid.get(key, []))
-        for r in records:
-            v = r["cell"][field_name]
-            if v not in values and v != "none":
-                values.append(v)
-        grid[key] = values
-    seeds = set(grid.get("seeds", [])) | {r["cell"]["seed"] for r in records}
-    grid["seeds"] = sorted(seeds)
-    present = {r["cell"]["method"] for r in records} | set(grid.get("methods", []))
-    grid["methods"] = [m for m in METHODS if m in present or m == "oracle"]
-    grid["ratios"] = sorted(set(grid["ratios"]))
-    return grid
-
-
-def _index(records: list[dict[str, Any]]) -> dict[Cell, dict[str, Any]]:
-    return {cell_of(r): r for r in records}
-
-
-def _values(index, env, adv, mix, ratio, method, seeds, key) -> list[float]:
-    out = []
-    for seed in seeds:
-        rec = index.get(make_cell(env, adv, mix, ratio, seed, method))
-        if rec is not None and rec.get(key) is not None:
-            out.append(float(rec[key]))
-    return out
-
-
 def render_report(root: str | Path, results: str | Path) -> Path:
     """Write the markdown report (and its figures) from the cell JSONs under ``root``.
+
+    The rendering lives in :mod:`choicebc.report_render`, outside :func:`code_version`: a
+    change to the tables or figures does not mark finished cells as stale.
 
     Returns:
         The markdown path. Figures go to ``<results stem>_figures/`` beside it.
     """
-    root, results = Path(root), Path(results)
-    records = read_cells(root)
-    grid = _load_grid(root, records)
-    index = _index(records)
-    seeds, methods, ratios = grid["seeds"], grid["methods"], grid["ratios"]
-    envs = [e for e in grid["envs"] if e not in grid["skipped_envs"]]
-    budget = grid.get("budget") or (records[0]["budget"] if records else {})
-    fig_dir = results.with_name(results.stem + "_figures")
-    lines = [
-        "# Robustness report",
-        "",
-        "Normalized score (0 = random policy, 100 = the shipped expert's card; D4RL "
-        f"convention), mean ± std over seeds {seeds} (one value: a single seed), "
-        f"{budget.get('eval_episodes', '?')} evaluation episodes per policy. Demonstrations: "
-        f"{budget.get('episodes', '?')} episodes per set; {budget.get('steps', '?'):,} optimizer "
-        f"steps per BC policy; BCND {budget.get('bcnd_ensemble', '?')} members × "
-        f"{budget.get('bcnd_rounds', '?')} rounds × {budget.get('bcnd_steps', '?'):,} steps. "
-        "**Bold**: the best non-oracle method in the column.",
-        "",
-        f"Generated {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} from "
-        f"{len(records)} cell files in `{root}` (`choicebc report --render-only --out {root} "
-        f"--results {results}`).",
-        "",
-    ]
-    if not records:
-        lines += ["No finished cells yet.", ""]
-    for env in envs:
-        lines += [f"## {env}", ""]
-        for adv in grid["adversaries"]:
-            for mix in grid["mixes"]:
-                lines += _score_table(index, env, adv, mix, ratios, methods, seeds)
-        png = _plot_env(index, env, grid, fig_dir)
-        if png is not None:
-            rel = os.path.relpath(png, results.parent)
-            lines += [f"![{env}: normalized score vs corruption ratio]({rel})", ""]
-    lines += _auc_section(index, envs, grid, seeds)
-    lines += _method_notes(methods)
-    lines += _wall_time_section(root, records)
-    lines += _missing_section(index, grid, envs)
-    lines += _code_version_section(records)
-    results.parent.mkdir(parents=True, exist_ok=True)
-    tmp = results.with_name(f".{results.name}.{os.getpid()}.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, results)
-    return results
+    from choicebc.report_render import render_report as render
 
-
-def _code_version_section(records: list[dict[str, Any]]) -> list[str]:
-    """Which code versions the cells came from; cells from other versions are named."""
-    if not records:
-        return []
-    current = code_version()
-    counts: dict[str, int] = {}
-    for r in records:
-        v = r.get("code_version", "unrecorded")
-        counts[v] = counts.get(v, 0) + 1
-    lines = ["## Code versions", ""]
-    lines += [
-        f"- `{v}`: {n} cells" + (" (this code)" if v == current else "")
-        for v, n in sorted(counts.items(), key=lambda kv: -kv[1])
-    ]
-    stale = [r for r in records if r.get("code_version") != current]
-    if stale:
-        lines += [
-            "",
-            f"{len(stale)} cells came from other code than this (`{current}`); "
-            "`choicebc report --rerun-stale` with the same settings recomputes them.",
-        ]
-    return lines + [""]
-
-
-def score_table_rows(index, env, adv, mix, ratios, methods, seeds) -> dict[str, list[str]]:
-    """method -> formatted ``mean ± std`` normalized score per ratio (``—``: no cell)."""
-    rows = {}
-    for m in methods:
-        rows[m] = [
-            _fmt_mean_std(_values(index, env, adv, mix, r, m, seeds, "normalized_score"))
-            for r in ratios
-        ]
-    return rows
-
-
-def _score_table(index, env, adv, mix, ratios, methods, seeds) -> list[str]:
-    rows = score_table_rows(index, env, adv, mix, ratios, methods, seeds)
-    means = {
-        m: [
-            np.mean(v)
-            if (v := _values(index, env, adv, mix, r, m, seeds, "normalized_score"))
-            else -math.inf
-            for r in ratios
-        ]
-        for m in methods
-    }
-    lines = [
-        f"### {env} — {adv} adversary, {mix} mixing",
-        "",
-        "| method | " + " | ".join(_pct(r) for r in ratios) + " |",
-        "|---|" + "---:|" * len(ratios),
-    ]
-    for m in methods:
-        cells = []
-        for j, text in enumerate(rows[m]):
-            best = max((means[o][j] for o in methods if o != "oracle"), default=-math.inf)
-            bold = m != "oracle" and means[m][j] == best and best > -math.inf
-            cells.append(f"**{text}**" if bold else text)
-        lines.append(f"| {METHODS[m].label} | " + " | ".join(cells) + " |")
-    return lines + [""]
-
-
-def _auc_section(index, envs, grid, seeds) -> list[str]:
-    scoring = [m for m in grid["methods"] if METHODS[m].scores]
-    ratios = [r for r in grid["ratios"] if r > 0]
-    if not scoring or not ratios:
-        return []
-    lines = [
-        "## Corruption detection",
-        "",
-        "ROC AUC of each method's `data_quality` score (posterior that a step came from the "
-        "target demonstrator) against the ground-truth `is_corrupt` labels of its training "
-        "demonstrations; mean ± std over seeds. 0.5 = chance, 1.0 = every corrupt step ranked "
-        "below every clean one. (No AUC at 0 %: there is nothing to find.)",
-        "",
-    ]
-    for env in envs:
-        for adv in grid["adversaries"]:
-            for mix in grid["mixes"]:
-                lines += [
-                    f"### {env} — {adv} adversary, {mix} mixing (ROC AUC)",
-                    "",
-                    "| method | " + " | ".join(_pct(r) for r in ratios) + " |",
-                    "|---|" + "---:|" * len(ratios),
-                ]
-                for m in scoring:
-                    vals = [
-                        _fmt_mean_std(_values(index, env, adv, mix, r, m, seeds, "roc_auc"), 3)
-                        for r in ratios
-                    ]
-                    lines.append(f"| {METHODS[m].label} | " + " | ".join(vals) + " |")
-                lines.append("")
-    return lines
-
-
-def _method_notes(methods: list[str]) -> list[str]:
-    lines = ["## Methods", ""]
-    for m in methods:
-        lines.append(f"- **{METHODS[m].label}** (`{m}`): {METHODS[m].reference}.")
-    return lines + [""]
-
-
-def _wall_time_section(root: Path, records: list[dict[str, Any]]) -> list[str]:
-    lines = ["## Wall time", ""]
-    runs_path = root / "runs.jsonl"
-    if runs_path.is_file():
-        runs = [json.loads(line) for line in runs_path.read_text().splitlines() if line.strip()]
-        lines += ["| run started (UTC) | cells run | failed | workers | wall time |"]
-        lines += ["|---|---:|---:|---|---:|"]
-        for r in runs:
-            where = f"Ray {r['ray_address']}" if r.get("ray_address") else str(r["workers"])
-            lines.append(
-                f"| {r['started']} | {r['cells_run']} | {r['cells_failed']} | {where} | "
-                f"{r['wall_s']:.0f} s |"
-            )
-        total = sum(r["wall_s"] for r in runs if r["cells_run"])
-        lines += ["", f"Total wall time of the runs that computed cells: {total:.0f} s.", ""]
-    collect = []
-    for meta in sorted(Path(root, "demos").glob("*/*.json")):
-        collect.append(json.loads(meta.read_text())["collect_s"])
-    if collect:
-        lines += [
-            f"Demonstration collection: {len(collect)} sets, {sum(collect):.0f} s in all "
-            f"({np.mean(collect):.0f} s per set, one MuJoCo thread).",
-            "",
-        ]
-    if not records:
-        return lines
-    lines += [
-        "Per cell (one worker process, one thread; train + evaluate + score, demos excluded):",
-        "",
-        "| method | cells | train s / cell | evaluate s / cell | total s / cell | sum |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    by_method: dict[str, list[dict[str, float]]] = {}
-    for r in records:
-        by_method.setdefault(r["cell"]["method"], []).append(r["timings"])
-    for m in METHODS:
-        if m not in by_method:
-            continue
-        t = by_method[m]
-        lines.append(
-            f"| {METHODS[m].label} | {len(t)} | {np.mean([x['train_s'] for x in t]):.0f} | "
-            f"{np.mean([x['eval_s'] for x in t]):.0f} | {np.mean([x['total_s'] for x in t]):.0f}"
-            f" | {sum(x['total_s'] for x in t):.0f} s |"
-        )
-    total = sum(r["timings"]["total_s"] for r in records)
-    lines += ["", f"Sum over all cells: {total:.0f} s (worker time; runs overlap on the cores)."]
-    cpu = [r["timings"]["cpu_s"] for r in records if "cpu_s" in r["timings"]]
-    if cpu:
-        lines.append(
-            f"CPU time of {len(cpu)} cells: {sum(cpu):.0f} s — the load-independent cost "
-            f"(≈ {sum(cpu) / (os.cpu_count() or 1):.0f} s of wall time on {os.cpu_count()} "
-            "idle cores)."
-        )
-    lines.append("")
-    lines += ["<details><summary>wall time of every cell</summary>", ""]
-    lines += ["| cell | train s | evaluate s | total s |", "|---|---:|---:|---:|"]
-    for r in sorted(records, key=lambda r: str(cell_of(r))):
-        t = r["timings"]
-        lines.append(
-            f"| {cell_of(r)} | {t['train_s']:.0f} | {t['eval_s']:.0f} | {t['total_s']:.0f} |"
-        )
-    return lines + ["", "</details>", ""]
-
-
-def missing_cells(index, grid, envs) -> list[Cell]:
-    """Cells of the grid (skipped envs included) that have no finished JSON."""
-    all_envs = list(envs) + [e for e in grid["envs"] if e in grid["skipped_envs"]]
-    cells = grid_cells(
-        all_envs, grid["adversaries"], grid["mixes"], grid["ratios"], grid["seeds"], grid["methods"]
-    )
-    return [c for c in cells if c not in index]
-
-
-def _missing_section(index, grid, envs) -> list[str]:
-    missing = missing_cells(index, grid, envs)
-    lines = ["## Missing cells", ""]
-    if not missing:
-        return lines + ["None: every cell of the grid is finished.", ""]
-    lines.append(f"{len(missing)} cells of the grid have no result yet:")
-    lines.append("")
-    for env, why in grid["skipped_envs"].items():
-        n = sum(c.env_id == env for c in missing)
-        lines.append(f"- **{env}**: all {n} cells — {why}.")
-    rest = [c for c in missing if c.env_id not in grid["skipped_envs"]]
-    groups: dict[tuple[str, str, str], list[Cell]] = {}
-    for c in rest:
-        groups.setdefault((c.env_id, c.adversary, c.mix), []).append(c)
-    for (env, adv, mix), group in groups.items():
-        where = "clean (0 %)" if adv == "none" else f"{adv} adversary, {mix} mixing"
-        names = ", ".join(f"{_pct(c.ratio)} s{c.seed} {c.method}" for c in group[:12])
-        more = f" and {len(group) - 12} more" if len(group) > 12 else ""
-        lines.append(f"- {env}, {where}: {len(group)} cells not run yet ({names}{more}).")
-    return lines + [""]
-
-
-def _plot_env(index, env, grid, fig_dir: Path) -> Path | None:
-    """Normalized score vs ratio, one panel per (adversary, mix), one line per method."""
-    from choicebc.plots import plt, save_figure
-
-    combos = [(a, x) for a in grid["adversaries"] for x in grid["mixes"]]
-    seeds, ratios = grid["seeds"], grid["ratios"]
-    combos = [
-        (a, x)
-        for a, x in combos
-        if any(
-            index.get(make_cell(env, a, x, r, s, m)) is not None and r > 0
-            for r in ratios
-            for s in seeds
-            for m in grid["methods"]
-        )
-    ]
-    if not combos:
-        return None
-    ncols = min(len(combos), 3)
-    nrows = math.ceil(len(combos) / ncols)
-    fig, axes = plt.subplots(
-        nrows, ncols, figsize=(5.2 * ncols, 3.8 * nrows), squeeze=False, sharey=True
-    )
-    colors = plt.get_cmap("tab10")
-    for k, (adv, mix) in enumerate(combos):
-        ax = axes[k // ncols][k % ncols]
-        for j, m in enumerate(grid["methods"]):
-            xs, mean, std = [], [], []
-            for r in ratios:
-                v = _values(index, env, adv, mix, r, m, seeds, "normalized_score")
-                if v:
-                    xs.append(100 * r)
-                    mean.append(np.mean(v))
-                    std.append(np.std(v))
-            if not xs:
-                continue
-            xs, mean, std = np.array(xs), np.array(mean), np.array(std)
-            oracle = m == "oracle"
-            color = "black" if oracle else colors(j % 10)
-            style = "--" if oracle else "-"
-            ax.plot(xs, mean, style, marker="o", ms=4, color=color, label=METHODS[m].label)
-            ax.fill_between(xs, mean - std, mean + std, color=color, alpha=0.15, lw=0)
-        ax.axhline(100, color="grey", lw=0.8, ls=":")
-        ax.set(
-            title=f"{adv} adversary, {mix} mixing",
-            xlabel="corrupt share of the demonstrations (%)",
-        )
-        ax.grid(alpha=0.3)
-        if k % ncols == 0:
-            ax.set_ylabel("normalized score (expert = 100)")
-    for k in range(len(combos), nrows * ncols):
-        axes[k // ncols][k % ncols].set_visible(False)
-    # outside the panels: inside, it hides the lines that collapse to the bottom at high ratios
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    band = "± std over seeds" if len(seeds) > 1 else "one seed"
-    fig.suptitle(f"{env}: robustness to corrupted demonstrations ({band})")
-    fig.tight_layout()
-    return save_figure(fig, fig_dir / f"{env.replace('/', '__')}.png")
+    return render(root, results)
 
 
 # ------------------------------------------------------------------------------ CLI

@@ -148,10 +148,13 @@ def test_code_version_hashes_result_code_not_figures(monkeypatch, tmp_path):
     (pkg / "__init__.py").write_text("")
     (pkg / "heads" / "mse.py").write_text("A = 1\n")
     (pkg / "plots.py").write_text("B = 1\n")
+    (pkg / "report_render.py").write_text("C = 1\n")
     monkeypatch.setattr(choicebc, "__file__", str(pkg / "__init__.py"))
     fresh = report.code_version.__wrapped__
     base = fresh()
     (pkg / "plots.py").write_text("B = 2\n")  # figures only: same version
+    assert fresh() == base
+    (pkg / "report_render.py").write_text("C = 2\n")  # the report's tables: same version
     assert fresh() == base
     (pkg / "heads" / "mse.py").write_text("A = 2\n")  # a head: another version
     assert fresh() != base
