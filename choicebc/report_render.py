@@ -27,12 +27,16 @@ from choicebc.report import (
 )
 
 
-def _fmt_mean_std(values: list[float], digits: int = 1) -> str:
+def _fmt_mean_std(values: list[float], digits: int = 1, seeds: int = 1) -> str:
+    """``mean ± std`` of ``values``, marked ``(n=k)`` when fewer than ``seeds`` seeds have run."""
     if not values:
         return "—"
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}"
+    text = (
+        f"{values[0]:.{digits}f}"
+        if len(values) == 1
+        else f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}"
+    )
+    return text if len(values) >= seeds else f"{text} (n={len(values)})"
 
 
 def _pct(ratio: float) -> str:
@@ -91,7 +95,7 @@ def render_report(root: str | Path, results: str | Path) -> Path:
         "# Robustness report",
         "",
         "Normalized score (0 = random policy, 100 = the shipped expert's card; D4RL "
-        f"convention), mean ± std over seeds {seeds} (one value: a single seed), "
+        f"convention), mean ± std over seeds {seeds}; (n=k): only k of them have run; "
         f"{budget.get('eval_episodes', '?')} evaluation episodes per policy. Demonstrations: "
         f"{budget.get('episodes', '?')} episodes per set; {budget.get('steps', '?'):,} optimizer "
         f"steps per BC policy; BCND {budget.get('bcnd_ensemble', '?')} members × "
@@ -155,7 +159,9 @@ def score_table_rows(index, env, adv, mix, ratios, methods, seeds) -> dict[str, 
     rows = {}
     for m in methods:
         rows[m] = [
-            _fmt_mean_std(_values(index, env, adv, mix, r, m, seeds, "normalized_score"))
+            _fmt_mean_std(
+                _values(index, env, adv, mix, r, m, seeds, "normalized_score"), seeds=len(seeds)
+            )
             for r in ratios
         ]
     return rows
@@ -213,7 +219,9 @@ def _auc_section(index, envs, grid, seeds) -> list[str]:
                 ]
                 for m in scoring:
                     vals = [
-                        _fmt_mean_std(_values(index, env, adv, mix, r, m, seeds, "roc_auc"), 3)
+                        _fmt_mean_std(
+                            _values(index, env, adv, mix, r, m, seeds, "roc_auc"), 3, len(seeds)
+                        )
                         for r in ratios
                     ]
                     lines.append(f"| {METHODS[m].label} | " + " | ".join(vals) + " |")

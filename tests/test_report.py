@@ -287,7 +287,7 @@ def test_markdown_renders_the_cell_numbers(tmp_path):
     assert "| method | 0 % | 30 % |" in text
     assert "| ChoiceNet-BC | 98.0 ± 1.0 | **92.0 ± 2.0** |" in text
     assert "| MSE-BC | **99.0 ± 1.0** | 15.0 ± 5.0 |" in text
-    assert "| Oracle MSE-BC (clean steps only) | 99.0 ± 1.0 | 95.0 |" in text
+    assert "| Oracle MSE-BC (clean steps only) | 99.0 ± 1.0 | 95.0 (n=1) |" in text
     assert f"| ChoiceNet-BC | {np.mean([0.99, 0.97]):.3f} ± {np.std([0.99, 0.97]):.3f} |" in text
     # missing: oracle seed 1 at 30 %, and every Ant-v5 cell (2 ratios x 2 seeds x 3 methods)
     assert "13 cells of the grid have no result yet" in text
