@@ -326,7 +326,15 @@ def load_policy_folder(folder: str | Path, **checks: Any) -> BCPolicy | BCNDPoli
 
 
 def _round_diagnostics(weights: np.ndarray, corrupt: np.ndarray | None, r: int) -> dict:
-    row: dict[str, Any] = {"round": r, "max_weight_times_m": float(weights.max() * len(weights))}
+    """One ``history`` row for the normalised ``weights (M,)`` the next round trains on."""
+    m = len(weights)
+    row: dict[str, Any] = {
+        "round": r,
+        "max_weight_times_m": float(weights.max() * m),
+        # Kish's effective sample size 1 / sum w^2, as a share of M: density weights can pile
+        # onto a few transitions (states where the ensemble is narrow), starving the next round
+        "effective_sample_share": float(1.0 / np.square(weights).sum() / m),
+    }
     if corrupt is not None and corrupt.any():
         # the share of the training distribution that lands on corrupt steps (round 0: ratio)
         row["corrupt_weight_share"] = float(weights[corrupt].sum())
@@ -371,8 +379,9 @@ def train_bcnd(
         out: if given, the final ensemble is saved there.
 
     Returns:
-        The final round's :class:`BCNDPolicy` (its ``history`` lists, per round, the share of
-        training weight on ground-truth corrupt steps when labels exist).
+        The final round's :class:`BCNDPolicy` (its ``history`` lists, per round, the largest
+        weight times M, the effective sample size of the weights as a share of M, and the share
+        of training weight on ground-truth corrupt steps when labels exist).
 
     Raises:
         ValueError: ``ensemble``/``rounds``/``steps`` < 1, too few transitions to split, or a

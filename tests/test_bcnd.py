@@ -116,6 +116,16 @@ def test_train_bc_checks_sample_weights(demos):
         cb.train_bc(demos, head="mse", steps=1, progress=False, sample_weights=np.ones(3))
 
 
+def test_round_diagnostics_effective_sample_share_by_hand():
+    from choicebc.bcnd import _round_diagnostics
+
+    # weights 0.5, 0.5, 0, 0: 1 / (0.25 + 0.25) = 2 effective samples of 4
+    row = _round_diagnostics(np.array([0.5, 0.5, 0.0, 0.0]), np.array([0, 0, 1, 1], bool), 1)
+    assert row["effective_sample_share"] == pytest.approx(0.5)
+    assert row["max_weight_times_m"] == pytest.approx(2.0)
+    assert row["corrupt_weight_share"] == 0.0
+
+
 # ----------------------------------------------------------------------------- training
 def test_rounds_move_weight_off_the_corrupt_steps(bcnd, demos):
     history = bcnd.history
@@ -123,6 +133,8 @@ def test_rounds_move_weight_off_the_corrupt_steps(bcnd, demos):
     assert history[0]["corrupt_weight_share"] == pytest.approx(demos.is_corrupt.mean())
     assert history[1]["corrupt_weight_share"] < 0.5 * history[0]["corrupt_weight_share"]
     assert history[2]["corrupt_weight_share"] < history[1]["corrupt_weight_share"]
+    assert history[0]["effective_sample_share"] == pytest.approx(1.0)  # uniform weights
+    assert all(0 < h["effective_sample_share"] < 1 for h in history[1:])
     q = bcnd.data_quality(demos)
     assert q.shape == (len(demos),) and q.min() >= 0 and q.max() <= 1
     assert roc_auc_score(~demos.is_corrupt, q) >= 0.95
