@@ -266,18 +266,24 @@ def filter_file(
     out: str | os.PathLike,
     episodes: bool = False,
     overwrite: bool = False,
+    first_steps: int | None = None,
 ) -> DemoSet:
     """Write the steps (or whole episodes) of a scored file with quality >= ``min_quality``.
 
     Step mode (default) keeps exactly the rows with ``quality >= min_quality`` in order; each
     run of consecutive kept steps becomes an episode (see :meth:`DemoSet.filter`), so every
     transition keeps its true next observation. Episode mode (``episodes=True``) keeps the
-    episodes whose *mean* quality is >= ``min_quality``, whole and unchanged. The output keeps
-    the file attributes, adds ``filtered_from``, ``min_quality`` and ``filter_mode``, and carries
-    the kept steps' ``quality`` datasets, so it can be inspected or filtered again.
+    episodes whose *mean* quality is >= ``min_quality``, whole and unchanged; with
+    ``first_steps=k`` the mean is over each episode's first ``k`` steps only (all of a shorter
+    one). That is the score for episode-level corruption: a corrupt driver soon leaves the
+    states that clean episodes visit, so a per-state model can only tell its actions apart near
+    the shared initial states. The output keeps the file attributes, adds ``filtered_from``,
+    ``min_quality``, ``filter_mode`` (and ``first_steps``), and carries the kept steps'
+    ``quality`` datasets, so it can be inspected or filtered again.
 
     Raises:
-        QualityError: ``min_quality`` outside [0, 1], an unscored file, or nothing kept.
+        QualityError: ``min_quality`` outside [0, 1], ``first_steps`` < 1 or without
+            ``episodes``, an unscored file, or nothing kept.
         FileExistsError: ``out`` exists and ``overwrite`` is False.
     """
     import h5py
@@ -285,6 +291,11 @@ def filter_file(
     q = float(min_quality)
     if not 0.0 <= q <= 1.0:
         raise QualityError(f"--min-quality must be in [0, 1] (a probability), got {min_quality}")
+    if first_steps is not None:
+        if not episodes:
+            raise QualityError("--first-steps scores whole episodes: add --episodes")
+        if int(first_steps) != first_steps or first_steps < 1:
+            raise QualityError(f"--first-steps must be an integer >= 1, got {first_steps}")
     out = Path(out)
     if Path(path).resolve() == out.resolve() and not overwrite:
         raise FileExistsError(f"--out {out} is the input file: choose another name")
@@ -294,8 +305,13 @@ def filter_file(
     if quality.shape != (demos.num_transitions,):
         raise QualityError(f"{path}: {quality.size} quality scores for {len(demos)} steps")
     if episodes:
-        ep_mean = np.add.reduceat(quality.astype(np.float64), demos.episode_starts)
-        ep_mean /= demos.episode_lengths
+        counted = demos.episode_lengths
+        weights = np.ones(quality.shape)
+        if first_steps is not None:
+            counted = np.minimum(counted, int(first_steps))
+            weights = demos.timesteps < int(first_steps)
+        ep_mean = np.add.reduceat(quality.astype(np.float64) * weights, demos.episode_starts)
+        ep_mean /= counted
         keep_rows = np.repeat(ep_mean >= q, demos.episode_lengths)
     else:
         keep_rows = quality >= q
@@ -309,6 +325,8 @@ def filter_file(
     kept.attrs.update(
         filtered_from=str(path), min_quality=q, filter_mode="episodes" if episodes else "steps"
     )
+    if first_steps is not None:
+        kept.attrs["first_steps"] = int(first_steps)
     tmp = _temp_beside(out)
     try:
         kept.save(tmp)
@@ -332,17 +350,29 @@ def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="keep whole episodes whose mean quality >= q (default: keep individual steps)",
     )
+    parser.add_argument(
+        "--first-steps",
+        type=int,
+        default=None,
+        metavar="K",
+        help="with --episodes: average each episode's quality over its first K steps only "
+        "(for corruption by whole episodes, which a per-state model sees near the start)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
 
 
 def filter_command(args: argparse.Namespace) -> int:
     """Write the cleaned set and print what was kept (and the corrupt share before/after)."""
     before = DemoSet.load(args.demos)
-    kept = filter_file(args.demos, args.min_quality, args.out, args.episodes, args.overwrite)
+    kept = filter_file(
+        args.demos, args.min_quality, args.out, args.episodes, args.overwrite, args.first_steps
+    )
+    mode = "whole episodes" if args.episodes else "steps"
+    if args.first_steps is not None:
+        mode += f", scored by their first {args.first_steps} steps"
     print(
         f"kept {len(kept):,} of {len(before):,} steps ({len(kept) / len(before):.1%}) with "
-        f"quality >= {args.min_quality:g} ({'whole episodes' if args.episodes else 'steps'}); "
-        f"{kept.num_episodes:,} episodes"
+        f"quality >= {args.min_quality:g} ({mode}); {kept.num_episodes:,} episodes"
     )
     if before.has_labels:
         print(

@@ -208,6 +208,33 @@ def test_filter_command_steps_and_episodes(tmp_path, capsys):
     assert kept.observations[0, 0] == 4.0
 
 
+def test_filter_episodes_by_their_first_steps(tmp_path, capsys):
+    # episode 0 starts low (0.1, 0.2) then high; episode 1 starts high then low
+    quality = np.array([0.1, 0.2, 0.95, 0.95, 0.9, 0.7, 0.0])
+    path = scored_small(tmp_path, quality)
+    # whole-episode means 0.55 and 0.533: q = 0.54 keeps episode 0
+    whole = filter_file(path, 0.54, tmp_path / "whole.h5", episodes=True)
+    assert whole.observations[0, 0] == 0.0 and whole.num_episodes == 1
+    # first 2 steps: means 0.15 and 0.8 -> q = 0.54 keeps episode 1, whole and unchanged
+    out = tmp_path / "first.h5"
+    args = ["demos", "filter", "--demos", path, "--min-quality", "0.54", "--out", str(out)]
+    assert main([*args, "--episodes", "--first-steps", "2"]) == 0
+    kept = DemoSet.load(out)
+    np.testing.assert_array_equal(kept.observations, small_demos().observations[4:])
+    assert kept.attrs["first_steps"] == 2 and kept.attrs["filter_mode"] == "episodes"
+    assert "scored by their first 2 steps" in capsys.readouterr().out
+    # k longer than an episode averages all of it: k = 10 is the whole-episode mean
+    longer = filter_file(path, 0.54, tmp_path / "k10.h5", episodes=True, first_steps=10)
+    assert longer.observations[0, 0] == 0.0 and longer.num_episodes == 1
+    # --first-steps without --episodes, or < 1: a clear error, nothing written
+    bad = [*args[:-1], str(tmp_path / "bad.h5")]
+    assert main([*bad, "--first-steps", "2"]) == 2
+    assert "add --episodes" in capsys.readouterr().err
+    assert main([*bad, "--episodes", "--first-steps", "0"]) == 2
+    assert "integer >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "bad.h5").exists()
+
+
 def test_filter_rejects_bad_inputs(tmp_path, capsys):
     path = scored_small(tmp_path, np.full(7, 0.5))
     base = ["demos", "filter", "--demos", path, "--out", str(tmp_path / "o.h5")]
