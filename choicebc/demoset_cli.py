@@ -275,9 +275,12 @@ def filter_file(
     transition keeps its true next observation. Episode mode (``episodes=True``) keeps the
     episodes whose *mean* quality is >= ``min_quality``, whole and unchanged; with
     ``first_steps=k`` the mean is over each episode's first ``k`` steps only (all of a shorter
-    one). That is the score for episode-level corruption: a corrupt driver soon leaves the
+    one). That is a score for episode-level corruption: a corrupt driver soon leaves the
     states that clean episodes visit, so a per-state model can only tell its actions apart near
-    the shared initial states. The output keeps the file attributes, adds ``filtered_from``,
+    the shared initial states. It inherits the policy's choice of target there: when the
+    corrupt driver holds a large share of the data, check which side was kept.
+
+    The output keeps the file attributes, adds ``filtered_from``,
     ``min_quality``, ``filter_mode`` (and ``first_steps``), and carries the kept steps'
     ``quality`` datasets, so it can be inspected or filtered again.
 
