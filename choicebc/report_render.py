@@ -19,6 +19,7 @@ import numpy as np
 from choicebc.report import (
     METHODS,
     Cell,
+    ReportError,
     cell_of,
     code_version,
     grid_cells,
@@ -85,6 +86,11 @@ def render_report(root: str | Path, results: str | Path) -> Path:
     """
     root, results = Path(root), Path(results)
     records = read_cells(root)
+    if not records and not (root / "grid.json").is_file():
+        raise ReportError(
+            f"nothing to render in {root}: it holds no grid.json and no cell files. --out "
+            "names the run folder (the full grid's is docs/report), --results the markdown"
+        )
     grid = _load_grid(root, records)
     index = _index(records)
     seeds, methods, ratios = grid["seeds"], grid["methods"], grid["ratios"]

@@ -252,6 +252,16 @@ def _record(env, adv, mix, ratio, seed, method, score, auc=None, total_s=10.0):
     }
 
 
+def test_render_only_on_an_empty_folder_says_what_to_pass(tmp_path, capsys):
+    results = tmp_path / "report.md"
+    code = cli_main(
+        ["report", "--render-only", "--out", str(tmp_path / "nothing"), "--results", str(results)]
+    )
+    assert code == 2 and not results.exists()
+    err = capsys.readouterr().err
+    assert "nothing to render" in err and "--out names the run folder" in err
+
+
 def test_markdown_renders_the_cell_numbers(tmp_path):
     root = tmp_path / "run"
     env = "HalfCheetah-v5"
