@@ -308,13 +308,10 @@ def filter_file(
     if quality.shape != (demos.num_transitions,):
         raise QualityError(f"{path}: {quality.size} quality scores for {len(demos)} steps")
     if episodes:
-        counted = demos.episode_lengths
-        weights = np.ones(quality.shape)
-        if first_steps is not None:
-            counted = np.minimum(counted, int(first_steps))
-            weights = demos.timesteps < int(first_steps)
-        ep_mean = np.add.reduceat(quality.astype(np.float64) * weights, demos.episode_starts)
-        ep_mean /= counted
+        lengths = demos.episode_lengths
+        k = int(first_steps) if first_steps is not None else int(lengths.max())
+        early = np.where(demos.timesteps < k, quality.astype(np.float64), 0.0)
+        ep_mean = np.add.reduceat(early, demos.episode_starts) / np.minimum(lengths, k)
         keep_rows = np.repeat(ep_mean >= q, demos.episode_lengths)
     else:
         keep_rows = quality >= q
