@@ -55,6 +55,11 @@ class ExpertTrainConfig:
     """torch threads (1 lets two trainings share a 2-core machine)"""
     objective: str = "maximize"
     """maximize the task reward (an expert) or minimize it (a saboteur adversary)"""
+    snapshots: bool = False
+    """keep every evaluation's exported actor in snapshots/step_<N>/ (a medium demonstrator is
+    picked from them: choicebc expert medium)"""
+    stop_return: float | None = None
+    """stop once a periodic evaluation's mean return reaches this (e.g. past a medium's band)"""
 
 
 class NegatedReward(gym.RewardWrapper):
@@ -205,6 +210,11 @@ def train_expert(cfg: ExpertTrainConfig, progress: bool = True) -> ExpertPolicy:
                     policy.save(best_path)
                 self.bar.set_postfix(ret=f"{rets.mean():.0f}", best=f"{sign * best_return:.0f}")
                 policy.save(folder / "last")
+                if cfg.snapshots:
+                    policy.save(folder / "snapshots" / f"step_{step}")
+                if cfg.stop_return is not None and sign * rets.mean() >= sign * cfg.stop_return:
+                    print(f"evaluation return {rets.mean():.0f} reached --stop-return at {step}")
+                    return False
             return True
 
         def _on_training_end(self) -> None:
