@@ -6,7 +6,9 @@ The file is robomimic-like, so anyone can read it with ``h5py`` alone::
     /data                   attrs: total (transitions), episodes, env_id, env_version, expert,
                                    adversary, adversary_kind, ratio, mix, seed, obs_dim, act_dim,
                                    action_low, action_high, has_labels, *_version (libraries), ...
-    /data/demo_<i>          attrs: num_samples, return, seed, adversary_share, episode_index
+    /data/demo_<i>          attrs: num_samples, return, seed, adversary_share, episode_index,
+                                   group (str or int, when known: the operator who drove it),
+                                   demo_quality (float, after `choicebc demos score`)
         obs               (T, obs_dim) float32   observation the action was chosen from
         actions           (T, act_dim) float32   recorded action: the behaviour-cloning target
         executed_actions  (T, act_dim) float32   action the simulator ran (== actions unless
@@ -16,6 +18,13 @@ The file is robomimic-like, so anyone can read it with ``h5py`` alone::
         truncated         (T,)         bool
         is_corrupt        (T,)         bool      ground truth: the adversary produced `actions`
         final_obs         (obs_dim,)   float32   observation reached by the last step
+        quality           (T,)         float32   per-step quality (after `choicebc demos score`)
+    /mask/<name>            (n,) bytes: the names of the demos in subset <name> (b"demo_3", ...)
+
+``mask/<name>`` are robomimic's filter keys, in robomimic's format (``np.array(names,
+dtype="S")``): :func:`write_mask` adds one, ``DemoSet.load(path, mask=name)`` reads that subset,
+and robomimic's ``SequenceDataset(..., filter_by_attribute=name)`` reads the same file.
+:meth:`DemoSet.from_robomimic` imports a robomimic dataset (``data/demo_<i>/obs/<key>``).
 
 A task with a discrete action (``Discrete(n)``, e.g. ``choicebc/PointReachDiscrete-v0``) records
 its action ids as ``actions``/``executed_actions`` of shape ``(T, 1)`` and dtype ``int64``, and
@@ -23,9 +32,10 @@ its action ids as ``actions``/``executed_actions`` of shape ``(T, 1)`` and dtype
 
 In memory a :class:`DemoSet` keeps flat arrays (all episodes concatenated, in episode order)
 plus per-episode arrays, so training code reads ``demos.observations`` / ``demos.actions``
-directly. Files are written to a temporary name and renamed: an interrupted write never leaves a
-half-written file under the final name, and an existing file is only replaced with
-``overwrite=True``.
+directly. Files are written to a temporary name (``.<name>.<pid>.<8 hex>.tmp`` beside the target)
+and renamed: an interrupted write never leaves a half-written file under the final name, and an
+existing file is only replaced with ``overwrite=True``. The temporary file of a killed writer
+stays; the next write to the same target deletes it (see :func:`remove_stale_temp_files`).
 """
 
 from __future__ import annotations
@@ -34,7 +44,9 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import uuid
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -90,6 +102,12 @@ class DemoSet:
             ``env_version``, ``expert``, ``adversary``, ``adversary_kind``, ``ratio``, ``mix``,
             ``seed``, ``action_low``/``action_high`` (lists), ``has_labels`` and library
             versions. Values are str, bool, int, float or lists of numbers.
+        groups: ``(E,)`` the operator (demonstrator) id of each episode, ``str`` (numpy ``U``)
+            or ``int64``; ``None`` when unknown. Stored as the ``group`` attribute of each
+            ``data/demo_<i>``.
+        demo_quality: ``(E,) float64`` P(the target demonstrator drove episode e), written by
+            ``choicebc demos score`` (``policy.demo_quality``); ``None`` when not scored.
+            Stored as the ``demo_quality`` attribute of each ``data/demo_<i>``.
     """
 
     observations: np.ndarray
@@ -104,6 +122,8 @@ class DemoSet:
     episode_seeds: np.ndarray
     final_observations: np.ndarray
     attrs: dict[str, Any]
+    groups: np.ndarray | None = None
+    demo_quality: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.attrs = dict(self.attrs)
@@ -118,6 +138,10 @@ class DemoSet:
         self.episode_returns = np.ascontiguousarray(self.episode_returns, dtype=np.float64)
         self.episode_seeds = np.ascontiguousarray(self.episode_seeds, dtype=np.int64)
         self.final_observations = np.ascontiguousarray(self.final_observations, dtype=np.float32)
+        if self.groups is not None:
+            self.groups = _group_array(self.groups)
+        if self.demo_quality is not None:
+            self.demo_quality = np.ascontiguousarray(self.demo_quality, dtype=np.float64)
         self._validate()
 
     def _action_array(self, name: str, values: Any) -> np.ndarray:
@@ -135,7 +159,11 @@ class DemoSet:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_episodes(
-        cls, episodes: Iterable[Mapping[str, Any]], attrs: Mapping[str, Any]
+        cls,
+        episodes: Iterable[Mapping[str, Any]],
+        attrs: Mapping[str, Any],
+        groups: Iterable[Any] | None = None,
+        demo_quality: Iterable[float] | None = None,
     ) -> DemoSet:
         """Build a DemoSet from per-episode arrays (e.g. your own demonstrations).
 
@@ -146,9 +174,12 @@ class DemoSet:
                 ``executed_actions`` (default ``actions``), ``seed`` (default -1) and ``return``
                 (default: the rewards summed in step order).
             attrs: file attributes; must contain ``env_id``.
+            groups: optional operator id (str or int) of each episode, in episode order.
+            demo_quality: optional ``(E,)`` per-episode quality scores.
 
         Raises:
-            DemoFormatError: inconsistent shapes, an empty episode, or no ``env_id``.
+            DemoFormatError: inconsistent shapes, an empty episode, no ``env_id``, or
+                ``groups`` / ``demo_quality`` not one value per episode.
         """
         parts: dict[str, list] = {name: [] for name in _STEP_FIELDS}
         lengths, returns, seeds, finals = [], [], [], []
@@ -192,6 +223,8 @@ class DemoSet:
             episode_seeds=np.asarray(seeds),
             final_observations=np.stack(finals),
             attrs=dict(attrs),
+            groups=None if groups is None else list(groups),
+            demo_quality=None if demo_quality is None else list(demo_quality),
         )
 
     def _validate(self) -> None:
@@ -243,6 +276,18 @@ class DemoSet:
                 f"final_observations must be ({e}, {self.obs_dim}), "
                 f"got {self.final_observations.shape}"
             )
+        if self.groups is not None and self.groups.shape != (e,):
+            raise DemoFormatError(
+                f"groups must hold one operator id per episode: ({e},), got {self.groups.shape}"
+            )
+        if self.demo_quality is not None:
+            if self.demo_quality.shape != (e,):
+                raise DemoFormatError(
+                    f"demo_quality must hold one score per episode: ({e},), "
+                    f"got {self.demo_quality.shape}"
+                )
+            if not np.isfinite(self.demo_quality).all():
+                raise DemoFormatError("demo_quality holds NaN or infinite scores")
 
     # ------------------------------------------------------------------ views
     @property
@@ -360,7 +405,8 @@ class DemoSet:
         ``truncated`` at its last step (the episode was cut there); ``terminated`` stays where
         the task ended it. A run's return is its rewards summed (an episode kept whole keeps its
         recorded return); its seed is the episode's if the run starts at the episode's first
-        step, else -1 (unknown: it does not start from a reset).
+        step, else -1 (unknown: it does not start from a reset). A run keeps its episode's
+        ``groups`` and ``demo_quality`` entries: the same demonstrator drove it.
 
         Raises:
             DemoFormatError: ``keep`` has the wrong shape, or keeps nothing.
@@ -408,6 +454,8 @@ class DemoSet:
             episode_seeds=seeds,
             final_observations=final,
             attrs=dict(self.attrs),
+            groups=None if self.groups is None else self.groups[run_episode],
+            demo_quality=None if self.demo_quality is None else self.demo_quality[run_episode],
         )
 
     def filter_episodes(self, keep: np.ndarray) -> DemoSet:
@@ -424,13 +472,18 @@ class DemoSet:
         return self.filter(np.repeat(keep, self.episode_lengths))
 
     def equals(self, other: DemoSet) -> bool:
-        """Exact equality: every array (values and dtype) and every attribute."""
+        """Exact equality: every array (values and dtype, ``None`` only equal to ``None``) and
+        every attribute."""
         if not isinstance(other, DemoSet) or _attrs_key(self.attrs) != _attrs_key(other.attrs):
             return False
         for f in dataclasses.fields(self):
             if f.name == "attrs":
                 continue
             a, b = getattr(self, f.name), getattr(other, f.name)
+            if a is None or b is None:
+                if a is not b:
+                    return False
+                continue
             if a.dtype != b.dtype or a.shape != b.shape or not np.array_equal(a, b):
                 return False
         return True
@@ -468,6 +521,7 @@ class DemoSet:
 
         The data goes to a hidden temporary file in the same folder, which is then renamed, so an
         interrupted save leaves no partial file under ``path`` (nor replaces an existing one).
+        Temporary files that a killed save to ``path`` left behind are deleted first.
 
         Args:
             path: output file, conventionally ``*.h5``.
@@ -483,7 +537,7 @@ class DemoSet:
 
         path = Path(path)
         check_output_path(path, overwrite)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+        tmp = _temp_beside(path)
         try:
             with _open_for_writing(tmp) as f:
                 f.attrs["format"] = FORMAT
@@ -513,49 +567,34 @@ class DemoSet:
         return {k: _to_h5_attr(v) for k, v in sorted(attrs.items())}
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> DemoSet:
+    def load(cls, path: str | os.PathLike, mask: str | None = None) -> DemoSet:
         """Read a file written by :meth:`save`.
+
+        Args:
+            path: the DemoSet file.
+            mask: read only the demos named by the filter key ``mask/<mask>`` (robomimic's
+                ``filter_by_attribute``), in the file's demo order.
 
         Raises:
             FileNotFoundError: no such file.
-            DemoFileError: not an HDF5 file, a truncated one, or one without the DemoSet layout.
+            DemoFileError: not an HDF5 file, a truncated one, or one without the DemoSet layout;
+                an unknown ``mask``, or a mask naming a demo the file does not hold.
         """
-        import h5py
-
-        path = Path(path)
-        if not path.is_file():
-            hint = " (it is a folder)" if path.is_dir() else ""
-            raise FileNotFoundError(
-                f"no DemoSet file at {path}{hint}: record one with "
-                f"`choicebc collect ENV_ID {path}` or check the path"
-            )
-        try:
-            f = h5py.File(path, "r")
-        except OSError as exc:
-            raise DemoFileError(
-                f"{path} is not a readable HDF5 file ({exc}). A truncated or partially copied "
-                "file reads like this: copy or collect it again"
-            ) from exc
+        f = _open_for_reading(path)
         try:
             with f:
-                return cls._read(f, path)
+                return cls._read(f, Path(path), mask)
         except DemoFileError:
             raise
         except (OSError, KeyError, ValueError, TypeError) as exc:
             raise DemoFileError(f"cannot read DemoSet {path}: {exc}") from exc
 
     @classmethod
-    def _read(cls, f: Any, path: Path) -> DemoSet:
-        if "data" not in f or not hasattr(f["data"], "keys"):
-            raise DemoFileError(
-                f"{path} is HDF5 but not a DemoSet: it has no 'data' group "
-                "(expected data/demo_<i>/{obs, actions, ...})"
-            )
-        data = f["data"]
-        names = [k for k in data.keys() if re.fullmatch(r"demo_\d+", k)]
-        if not names:
-            raise DemoFileError(f"{path} has no data/demo_<i> groups: it holds no episodes")
-        names.sort(key=lambda k: int(k[5:]))
+    def _read(cls, f: Any, path: Path, mask: str | None = None) -> DemoSet:
+        data = _data_group(f, path)
+        names = sorted_demo_names(data)
+        if mask is not None:
+            names = _masked_names(f, path, mask, names)
         attrs = {k: _from_h5_attr(v) for k, v in data.attrs.items()}
         for derived in ("total", "episodes", "obs_dim", "act_dim", "h5py_version"):
             attrs.pop(derived, None)
@@ -570,8 +609,98 @@ class DemoSet:
             ep = {k: g[k][()] for k in (*_STEP_FIELDS, "final_obs")}
             ep["return"], ep["seed"] = float(g.attrs["return"]), int(g.attrs["seed"])
             episodes.append(ep)
+        groups = _per_demo_attr(data, names, "group", path)
+        quality = _per_demo_attr(data, names, "demo_quality", path)
         try:
-            return cls.from_episodes(episodes, attrs)
+            return cls.from_episodes(episodes, attrs, groups=groups, demo_quality=quality)
+        except DemoFormatError as exc:
+            raise DemoFileError(f"{path} is inconsistent: {exc}") from exc
+
+    # ------------------------------------------------------------------ robomimic
+    @classmethod
+    def from_robomimic(
+        cls,
+        path: str | os.PathLike,
+        obs_keys: Iterable[str],
+        env_id: str | None = None,
+        group_masks: Iterable[str] | None = None,
+    ) -> DemoSet:
+        """Import a robomimic dataset (HDF5, read with h5py only: nothing is unpickled).
+
+        Reads ``data/demo_<i>`` in robomimic's order (by the integer ``i``: ``demo_10`` after
+        ``demo_9``): ``obs/<key>`` ``(T, ...)``, ``actions (T, act_dim)``, ``rewards (T,)``,
+        ``dones (T,)``. Each step's observation is every key in ``obs_keys`` flattened and
+        concatenated **in the order of** ``obs_keys`` (``["a", "b"]`` with ``a (T, 3)`` and
+        ``b (T, 2, 2)`` gives ``obs[:, :3] = a``, ``obs[:, 3:] = b.reshape(T, 4)``). Each
+        episode's final observation is the last step of ``next_obs/<key>`` when the file has
+        them, else its last observation. ``terminated`` is ``dones``; the last step is
+        ``truncated`` when it is not done. There are no corruption labels (``is_corrupt`` all
+        False, ``has_labels`` False); seeds are unknown (-1).
+
+        Operator ids become :attr:`groups`, from the file's filter keys ``mask/<name>``: each
+        demo's group is the name of the one mask (of ``group_masks``) that holds it. By default
+        robomimic's multi-human masks ``worse``, ``okay``, ``better`` are used when present,
+        disjoint and covering every demo (otherwise no groups, with a warning); they are
+        proficiency tiers of two operators each: ``group_masks=["worse_operator_1",
+        "worse_operator_2", "okay_operator_1", ...]`` gives the six operators. Masks are not
+        copied into the DemoSet (``choicebc demos import`` copies them into its output file).
+
+        Args:
+            path: the robomimic ``.hdf5`` file.
+            obs_keys: observation keys, e.g. ``["object", "robot0_eef_pos"]``.
+            env_id: the task; default ``env_name`` of ``data.attrs["env_args"]``.
+            group_masks: mask names that partition the demos into operators (see above).
+
+        Raises:
+            FileNotFoundError: no such file.
+            DemoFileError: not a robomimic file; a missing obs key (the message lists those
+                present), dataset or mask; no env name and no ``env_id``; ``group_masks``
+                that do not name each demo exactly once.
+        """
+        obs_keys = [str(k) for k in obs_keys]
+        if not obs_keys:
+            raise DemoFileError("give at least one observation key (obs_keys / --obs-keys)")
+        path = Path(path)
+        f = _open_for_reading(path, what="robomimic dataset")
+        try:
+            with f:
+                return cls._read_robomimic(f, path, obs_keys, env_id, group_masks)
+        except DemoFileError:
+            raise
+        except (OSError, KeyError, ValueError, TypeError) as exc:
+            raise DemoFileError(f"cannot read robomimic dataset {path}: {exc}") from exc
+
+    @classmethod
+    def _read_robomimic(
+        cls,
+        f: Any,
+        path: Path,
+        obs_keys: list[str],
+        env_id: str | None,
+        group_masks: Iterable[str] | None,
+    ) -> DemoSet:
+        data = _data_group(f, path)
+        names = sorted_demo_names(data)
+        env_args = _robomimic_env_args(data)
+        if env_id is None:
+            env_id = env_args.get("env_name") if isinstance(env_args, dict) else None
+            if not env_id:
+                raise DemoFileError(
+                    f"{path} records no env name (data.attrs['env_args']['env_name']): pass "
+                    "env_id='...' (CLI: --env-id ID)"
+                )
+        episodes = [_robomimic_episode(data[name], name, obs_keys, path) for name in names]
+        groups = _robomimic_groups(_masks_of(f), names, group_masks, path)
+        attrs: dict[str, Any] = {
+            "env_id": str(env_id),
+            "source": f"robomimic:{path.name}",
+            "obs_keys": json.dumps(obs_keys),
+            "has_labels": False,
+        }
+        if env_args:
+            attrs["robomimic_env_args"] = json.dumps(env_args, sort_keys=True)
+        try:
+            return cls.from_episodes(episodes, attrs, groups=groups)
         except DemoFormatError as exc:
             raise DemoFileError(f"{path} is inconsistent: {exc}") from exc
 
@@ -583,7 +712,8 @@ class DemoSet:
         ``final_observations[i]``), ``T`` actions (the recorded ones), rewards, terminations and
         truncations; infos hold ``is_corrupt`` and ``executed_actions`` with ``T + 1`` entries
         (entry 0 belongs to the reset, entry ``t + 1`` to step ``t``). The DemoSet attributes and
-        per-episode returns go into the dataset metadata under ``"choicebc"``, so
+        per-episode returns, seeds, ``groups`` and ``demo_quality`` (when present) go into the
+        dataset metadata under ``"choicebc"`` (JSON, see :meth:`_minari_payload`), so
         :meth:`from_minari` restores this DemoSet exactly.
 
         Args:
@@ -648,13 +778,22 @@ class DemoSet:
             ),
             **metadata,
         )
-        payload = {
+        dataset.storage.update_metadata({"choicebc": json.dumps(self._minari_payload())})
+        return dataset
+
+    def _minari_payload(self) -> dict[str, Any]:
+        """What Minari's episodes cannot hold: attributes and per-episode values, in episode
+        order (``groups`` and ``demo_quality`` only when present)."""
+        payload: dict[str, Any] = {
             "attrs": self.attrs,
             "episode_returns": self.episode_returns.tolist(),
             "episode_seeds": self.episode_seeds.tolist(),
         }
-        dataset.storage.update_metadata({"choicebc": json.dumps(payload)})
-        return dataset
+        if self.groups is not None:
+            payload["groups"] = self.groups.tolist()
+        if self.demo_quality is not None:
+            payload["demo_quality"] = self.demo_quality.tolist()
+        return payload
 
     @classmethod
     def from_minari(cls, dataset: Any, env_id: str | None = None) -> DemoSet:
@@ -721,7 +860,12 @@ class DemoSet:
             if hasattr(space, "low"):
                 attrs["action_low"] = np.asarray(space.low, np.float32).reshape(-1).tolist()
                 attrs["action_high"] = np.asarray(space.high, np.float32).reshape(-1).tolist()
-        return cls.from_episodes(episodes, attrs)
+        return cls.from_episodes(
+            episodes,
+            attrs,
+            groups=ours.get("groups") if ours else None,
+            demo_quality=ours.get("demo_quality") if ours else None,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -785,7 +929,7 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
             f"{path} exists: pass overwrite=True (CLI: --overwrite) to replace it, "
             "or choose another name"
         )
-    probe = folder / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.probe.tmp"
+    probe = _temp_name(path, ".probe")
     try:
         probe.open("xb").close()
     except OSError as exc:
@@ -794,6 +938,371 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
         ) from exc
     probe.unlink()
     return path
+
+
+def _temp_name(path: Path, kind: str = "") -> Path:
+    """A fresh hidden name beside ``path``: ``.<name>.<pid>.<8 hex>[kind].tmp``."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{kind}.tmp")
+
+
+def _temp_beside(path: Path) -> Path:
+    """A temporary file name to write ``path`` through, after deleting stale ones (see
+    :func:`remove_stale_temp_files`)."""
+    remove_stale_temp_files(path)
+    return _temp_name(path)
+
+
+def remove_stale_temp_files(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that killed writers of ``path`` left beside it.
+
+    Only files named like choicebc's own temporary files for exactly this target
+    (``.<name>.<pid>.<8 hex>.tmp`` or ``...probe.tmp``) are candidates, and only those whose
+    writer process is gone: a file whose ``<pid>`` is a running process (on this machine) may
+    belong to a save in progress and is kept. Called by every atomic write (:meth:`DemoSet.save`,
+    :func:`write_mask`, ``choicebc demos score|filter|import``). Errors are ignored: this is
+    housekeeping, never a reason to fail a save.
+
+    Returns:
+        The files deleted.
+    """
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.[0-9a-f]{{8}}(?:\.probe)?\.tmp")
+    removed: list[Path] = []
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match is None or _process_alive(int(match.group(1))):
+            continue
+        try:
+            if entry.is_symlink() or not entry.is_file():
+                continue
+            entry.unlink()
+        except OSError:
+            continue
+        removed.append(entry)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OverflowError, ValueError):  # not a possible pid
+        return False
+    except OSError:  # e.g. PermissionError: it exists, owned by someone else
+        return True
+    return True
+
+
+def _open_for_reading(path: str | os.PathLike, what: str = "DemoSet"):
+    """``h5py.File(path, "r")`` with the errors a user can cause made clear."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        hint = " (it is a folder)" if path.is_dir() else ""
+        advice = (
+            f"record one with `choicebc collect ENV_ID {path}` or check the path"
+            if what == "DemoSet"
+            else "check the path"
+        )
+        raise FileNotFoundError(f"no {what} file at {path}{hint}: {advice}")
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise DemoFileError(
+            f"{path} is not a readable HDF5 file ({exc}). A truncated or partially copied "
+            "file reads like this: copy or collect it again"
+        ) from exc
+
+
+def _data_group(f: Any, path: Path) -> Any:
+    if "data" not in f or not hasattr(f["data"], "keys"):
+        raise DemoFileError(
+            f"{path} is HDF5 but not a DemoSet: it has no 'data' group "
+            "(expected data/demo_<i>/{obs, actions, ...})"
+        )
+    data = f["data"]
+    if not sorted_demo_names(data):
+        raise DemoFileError(f"{path} has no data/demo_<i> groups: it holds no episodes")
+    return data
+
+
+def sorted_demo_names(data: Any) -> list[str]:
+    """The ``demo_<i>`` names of an open file's ``data`` group, sorted by ``i`` (robomimic's
+    order, and the episode order of :meth:`DemoSet.load`)."""
+    names = [k for k in data.keys() if re.fullmatch(r"demo_\d+", k)]
+    return sorted(names, key=lambda k: int(k[5:]))
+
+
+def _per_demo_attr(data: Any, names: list[str], key: str, path: Path) -> list[Any] | None:
+    """Attribute ``key`` of each demo, or None when no demo has it."""
+    present = [key in data[n].attrs for n in names]
+    if not any(present):
+        return None
+    if not all(present):
+        lacking = names[present.index(False)]
+        raise DemoFileError(
+            f"{path}: data/{lacking} has no {key!r} attribute while other demos have one: "
+            "set it on every demo or on none"
+        )
+    return [_from_h5_attr(data[n].attrs[key]) for n in names]
+
+
+def _group_array(values: Any) -> np.ndarray:
+    """Operator ids as ``int64`` or ``str`` (numpy ``U``, narrowest width) arrays."""
+    arr = np.asarray(values)
+    if arr.dtype.kind in "SO":
+        items = [v.decode("utf-8") if isinstance(v, bytes) else v for v in arr.ravel().tolist()]
+        if all(isinstance(v, str) for v in items):
+            arr = np.asarray(items, dtype=str).reshape(arr.shape)
+        elif all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+            arr = np.asarray(items, dtype=np.int64).reshape(arr.shape)
+    if arr.dtype.kind in "iu":
+        return np.ascontiguousarray(arr, dtype=np.int64)
+    if arr.dtype.kind == "U":
+        return np.asarray(arr.tolist(), dtype=str)
+    raise DemoFormatError(
+        f"groups must be operator ids (strings or integers), got dtype {arr.dtype}"
+    )
+
+
+# ---------------------------------------------------------------------- masks (filter keys)
+_MASK_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def _check_mask_name(name: Any) -> str:
+    if not isinstance(name, str) or not _MASK_NAME.fullmatch(name) or set(name) == {"."}:
+        raise ValueError(
+            f"mask name {name!r}: use letters, digits, '_', '-' and '.' "
+            "(e.g. clean, better_operator_1)"
+        )
+    return name
+
+
+def _masks_of(f: Any) -> dict[str, list[str]]:
+    """Every ``mask/<name>`` dataset of an open file: name -> demo names, as robomimic reads
+    them (``[elem.decode("utf-8") for elem in f["mask/<name>"][:]]``)."""
+    group = f.get("mask")
+    if group is None or not hasattr(group, "keys"):
+        return {}
+    masks = {}
+    for name in group.keys():
+        ds = group[name]
+        if not hasattr(ds, "shape"):  # a sub-group, not a filter key
+            continue
+        values = np.asarray(ds[()]).reshape(-1).tolist()
+        masks[name] = [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
+    return masks
+
+
+def _short_list(items: list[str], n: int = 5) -> str:
+    shown = ", ".join(items[:n])
+    return shown + (f", ... ({len(items)} in all)" if len(items) > n else "")
+
+
+def _masked_names(f: Any, path: Path, mask: str, names: list[str]) -> list[str]:
+    """The demos of ``names`` that ``mask/<mask>`` holds, in ``names`` order."""
+    masks = _masks_of(f)
+    if mask not in masks:
+        have = ", ".join(sorted(masks)) if masks else "none"
+        raise DemoFileError(
+            f"{path} has no mask {mask!r} (its masks: {have}); write one with "
+            f"`choicebc demos filter --demos {path} --episodes --min-quality Q "
+            f"--write-mask {mask}`"
+        )
+    held = set(names)
+    missing = [n for n in masks[mask] if n not in held]
+    if missing:
+        raise DemoFileError(
+            f"mask/{mask} of {path} names {_short_list(missing)}, which data/ does not hold: "
+            f"the mask does not match this file's demos (rewrite it with --write-mask {mask} "
+            "--overwrite)"
+        )
+    wanted = set(masks[mask])
+    chosen = [n for n in names if n in wanted]
+    if not chosen:
+        raise DemoFileError(f"mask/{mask} of {path} is empty: it names no demo")
+    return chosen
+
+
+def read_masks(path: str | os.PathLike) -> dict[str, list[str]]:
+    """The filter keys of a DemoSet (or robomimic) file: ``{name: [demo names]}``.
+
+    Raises:
+        FileNotFoundError, DemoFileError: no such file, or not HDF5.
+    """
+    with _open_for_reading(path) as f:
+        return _masks_of(f)
+
+
+def _put_mask(f: Any, name: str, names: list[str]) -> None:
+    """Write ``mask/<name>`` exactly as robomimic's ``create_hdf5_filter_key`` does."""
+    key = f"mask/{name}"
+    if key in f:
+        del f[key]
+    f[key] = np.array(names, dtype="S")
+
+
+def write_mask(
+    path: str | os.PathLike, name: str, demo_names: Iterable[str], overwrite: bool = False
+) -> Path:
+    """Add the filter key ``mask/<name>`` (the names of a subset of demos) to a file in place.
+
+    The format is robomimic's (``f["mask/<name>"] = np.array(names, dtype="S")``), so
+    ``DemoSet.load(path, mask=name)``, ``choicebc demos filter --mask name`` and robomimic's
+    ``filter_by_attribute=name`` all read the subset. The file is copied to a temporary file
+    beside it, the mask added there, and the copy renamed over the original: an interrupted or
+    failed write leaves the file unchanged.
+
+    Args:
+        path: a DemoSet or robomimic file (it must hold ``data/demo_<i>`` groups).
+        name: the mask's name: letters, digits, ``_``, ``-``, ``.``.
+        demo_names: the demos in the subset, e.g. ``["demo_0", "demo_3"]`` (duplicates dropped).
+        overwrite: replace an existing mask of that name.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a bad mask name or no demo names.
+        DemoFileError: not HDF5, no ``data/demo_<i>``, or a name the file does not hold.
+        FileExistsError: the mask exists and ``overwrite`` is False.
+    """
+    import h5py
+
+    path = Path(path)
+    _check_mask_name(name)
+    names = list(dict.fromkeys(str(n) for n in demo_names))
+    if not names:
+        raise ValueError(f"mask {name!r} would name no demo: give at least one")
+    with _open_for_reading(path) as f:
+        held = set(sorted_demo_names(_data_group(f, path)))
+        missing = [n for n in names if n not in held]
+        if missing:
+            raise DemoFileError(f"{path} has no {_short_list(missing)}: a mask names its demos")
+        if name in _masks_of(f) and not overwrite:
+            raise FileExistsError(
+                f"{path} already has mask/{name}: pass overwrite=True (CLI: --overwrite) to "
+                "replace it, or choose another name"
+            )
+    tmp = _temp_beside(path)
+    try:
+        shutil.copyfile(path, tmp)
+        shutil.copymode(path, tmp)
+        with h5py.File(tmp, "r+") as f:
+            _put_mask(f, name, names)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+# ---------------------------------------------------------------------- robomimic
+_ROBOMIMIC_OPERATOR_MASKS = ("worse", "okay", "better")
+
+
+def _robomimic_env_args(data: Any) -> dict[str, Any]:
+    raw = data.attrs.get("env_args")
+    if raw is None:
+        return {}
+    try:
+        parsed = json.loads(_from_h5_attr(raw))
+    except (TypeError, ValueError):
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _flat_obs(group: Any, keys: list[str], t: int, where: str) -> np.ndarray:
+    parts = []
+    for key in keys:
+        values = np.asarray(group[key][()])
+        if values.ndim == 0 or values.shape[0] != t:
+            raise DemoFileError(f"{where}/{key} has shape {values.shape}, expected {t} rows")
+        parts.append(values.reshape(t, -1).astype(np.float32))
+    return np.concatenate(parts, axis=1)
+
+
+def _robomimic_episode(g: Any, name: str, obs_keys: list[str], path: Path) -> dict[str, Any]:
+    where = f"{path}: data/{name}"
+    for required in ("obs", "actions", "rewards", "dones"):
+        if required not in g:
+            raise DemoFileError(
+                f"{where} has no {required!r}: a robomimic demo holds obs/<key>, actions, "
+                "rewards and dones"
+            )
+    actions = np.asarray(g["actions"][()], dtype=np.float32)
+    t = int(actions.shape[0]) if actions.ndim else 0
+    num_samples = g.attrs.get("num_samples")
+    if num_samples is not None and int(num_samples) != t:
+        raise DemoFileError(f"{where}: num_samples={int(num_samples)} but {t} actions")
+    obs_group = g["obs"]
+    missing = [k for k in obs_keys if k not in obs_group]
+    if missing:
+        raise DemoFileError(
+            f"{where}/obs has no {missing}: its observation keys are {sorted(obs_group.keys())}"
+        )
+    obs = _flat_obs(obs_group, obs_keys, t, f"{where}/obs")
+    final = obs[-1] if t else np.zeros(obs.shape[1], np.float32)
+    nxt = g.get("next_obs")
+    if nxt is not None and all(k in nxt for k in obs_keys):
+        final = _flat_obs(nxt, obs_keys, t, f"{where}/next_obs")[-1]
+    dones = np.asarray(g["dones"][()]).reshape(-1).astype(bool)
+    rewards = np.asarray(g["rewards"][()], dtype=np.float64).reshape(-1)
+    if dones.shape != (t,) or rewards.shape != (t,):
+        raise DemoFileError(
+            f"{where}: rewards {rewards.shape} and dones {dones.shape} must have {t} entries"
+        )
+    truncated = np.zeros(t, bool)
+    if t:
+        truncated[-1] = not dones[-1]
+    return {
+        "obs": obs,
+        "actions": actions.reshape(t, -1),
+        "rewards": rewards,
+        "terminated": dones,
+        "truncated": truncated,
+        "final_obs": final,
+    }
+
+
+def _robomimic_groups(
+    masks: dict[str, list[str]], names: list[str], group_masks: Iterable[str] | None, path: Path
+) -> list[str] | None:
+    """Each demo's group: the one mask of ``group_masks`` that holds it (see from_robomimic)."""
+    explicit = group_masks is not None
+    chosen = list(group_masks) if explicit else [m for m in _ROBOMIMIC_OPERATOR_MASKS if m in masks]
+    if not chosen:
+        return None
+    unknown = [m for m in chosen if m not in masks]
+    if unknown:
+        have = ", ".join(sorted(masks)) if masks else "none"
+        raise DemoFileError(f"{path} has no mask {unknown} (its masks: {have})")
+    owner: dict[str, str] = {}
+    problem = None
+    for mask in chosen:
+        for demo in masks[mask]:
+            if owner.setdefault(demo, mask) != mask and problem is None:
+                problem = f"{demo} is in both mask/{owner[demo]} and mask/{mask}"
+    unowned = [n for n in names if n not in owner]
+    if problem is None and unowned:
+        problem = f"{_short_list(unowned)} not in any of the masks {chosen}"
+    if problem is None:
+        return [owner[n] for n in names]
+    if explicit:
+        raise DemoFileError(f"{path}: group_masks must hold each demo exactly once: {problem}")
+    warnings.warn(
+        f"{path}: robomimic's operator masks {chosen} do not split the demos into groups "
+        f"({problem}): importing without groups; choose masks with group_masks=[...] "
+        "(CLI: --group-masks)",
+        stacklevel=4,
+    )
+    return None
 
 
 def _open_for_writing(tmp: Path):
@@ -848,6 +1357,11 @@ def _write_episode(data: Any, i: int, demos: DemoSet, start: int, compression: s
     g.attrs["seed"] = int(demos.episode_seeds[i])
     g.attrs["adversary_share"] = float(demos.is_corrupt[rows].mean())
     g.attrs["episode_index"] = i
+    if demos.groups is not None:
+        group = demos.groups[i]
+        g.attrs["group"] = int(group) if demos.groups.dtype.kind == "i" else str(group)
+    if demos.demo_quality is not None:
+        g.attrs["demo_quality"] = float(demos.demo_quality[i])
 
 
 # ---------------------------------------------------------------------- attributes

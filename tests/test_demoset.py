@@ -320,3 +320,176 @@ def test_minari_import_of_foreign_data_has_no_labels(minari_root):
         demos.final_observations[1], buffers[1].observations[-1].astype(np.float32)
     )
     np.testing.assert_allclose(demos.episode_returns[1], buffers[1].rewards.sum())
+
+
+# ---------------------------------------------------------------------- groups and demo_quality
+def grouped_demos():
+    """synthetic_demos with operators ["alice", "bob", "alice", "carol"] and demo scores."""
+    demos, eps = synthetic_demos()
+    return DemoSet.from_episodes(
+        eps,
+        demos.attrs,
+        groups=["alice", "bob", "alice", "carol"],
+        demo_quality=[0.9, 0.2, 0.75, 0.5],
+    )
+
+
+def test_groups_and_demo_quality_round_trip(tmp_path):
+    demos = grouped_demos()
+    assert demos.groups.tolist() == ["alice", "bob", "alice", "carol"]
+    path = demos.save(tmp_path / "g.h5")
+    # plain h5py: one attribute per demo
+    with h5py.File(path) as f:
+        assert f["data/demo_1"].attrs["group"] == "bob"
+        assert f["data/demo_3"].attrs["demo_quality"] == 0.5
+    loaded = DemoSet.load(path)
+    assert loaded.equals(demos)
+    assert loaded.groups.tolist() == ["alice", "bob", "alice", "carol"]
+    np.testing.assert_array_equal(loaded.demo_quality, [0.9, 0.2, 0.75, 0.5])
+    # integer operator ids stay integers
+    _, eps = synthetic_demos()
+    ints = DemoSet.from_episodes(eps, demos.attrs, groups=np.array([3, 1, 3, 2], np.int32))
+    back = DemoSet.load(ints.save(tmp_path / "i.h5"))
+    assert back.groups.dtype == np.int64 and back.groups.tolist() == [3, 1, 3, 2]
+    # without groups nothing is written and None comes back; equals tells them apart
+    plain, _ = synthetic_demos()
+    with h5py.File(plain.save(tmp_path / "p.h5")) as f:
+        assert "group" not in f["data/demo_0"].attrs
+    assert DemoSet.load(tmp_path / "p.h5").groups is None
+    assert not plain.equals(demos) and not demos.equals(plain)
+    relabelled = grouped_demos()
+    relabelled.groups[0] = "bob"
+    assert not relabelled.equals(demos)
+
+
+def test_groups_of_the_wrong_length_or_type_are_rejected(tmp_path):
+    demos, eps = synthetic_demos()
+    with pytest.raises(DemoFormatError, match=r"one operator id per episode: \(4,\), got \(3,\)"):
+        DemoSet.from_episodes(eps, demos.attrs, groups=["a", "b", "c"])
+    with pytest.raises(DemoFormatError, match="strings or integers"):
+        DemoSet.from_episodes(eps, demos.attrs, groups=[0.5, 1.5, 2.5, 3.5])
+    with pytest.raises(DemoFormatError, match=r"demo_quality must hold one score per episode"):
+        DemoSet.from_episodes(eps, demos.attrs, demo_quality=[0.1, 0.2])
+    with pytest.raises(DemoFormatError, match="NaN"):
+        DemoSet.from_episodes(eps, demos.attrs, demo_quality=[0.1, np.nan, 0.2, 0.3])
+    # a file where only some demos carry a group: a clear error, not a silent None
+    path = grouped_demos().save(tmp_path / "g.h5")
+    with h5py.File(path, "a") as f:
+        del f["data/demo_2"].attrs["group"]
+    with pytest.raises(DemoFileError, match="demo_2 has no 'group' attribute"):
+        DemoSet.load(path)
+
+
+def test_groups_and_demo_quality_follow_filter(tmp_path):
+    demos = grouped_demos()
+    kept = demos.filter_episodes(np.array([False, True, True, False]))
+    assert kept.groups.tolist() == ["bob", "alice"]
+    np.testing.assert_array_equal(kept.demo_quality, [0.2, 0.75])
+    # a step filter that splits episode 0 into two runs: both keep episode 0's operator
+    keep = np.zeros(len(demos), bool)
+    keep[[0, 1, 3]] = True
+    keep[demos.episode_starts[3]] = True
+    runs = demos.filter(keep)
+    assert runs.groups.tolist() == ["alice", "alice", "carol"]
+    np.testing.assert_array_equal(runs.demo_quality, [0.9, 0.9, 0.5])
+    assert DemoSet.load(kept.save(tmp_path / "k.h5")).equals(kept)
+
+
+def test_minari_payload_carries_groups_and_demo_quality():
+    payload = json.loads(json.dumps(grouped_demos()._minari_payload()))
+    assert payload["groups"] == ["alice", "bob", "alice", "carol"]
+    assert payload["demo_quality"] == [0.9, 0.2, 0.75, 0.5]
+    assert "groups" not in synthetic_demos()[0]._minari_payload()
+
+
+# ---------------------------------------------------------------------- masks (filter keys)
+def test_mask_round_trip_in_robomimic_format(tmp_path):
+    demos = grouped_demos()
+    path = demos.save(tmp_path / "m.h5")
+    demoset_module.write_mask(path, "clean", ["demo_0", "demo_2", "demo_3"])
+    # exactly what robomimic's create_hdf5_filter_key writes and filter_by_key reads
+    with h5py.File(path) as f:
+        ds = f["mask/clean"]
+        assert ds.dtype.kind == "S" and ds.shape == (3,)
+        assert [e.decode("utf-8") for e in np.array(ds[:])] == ["demo_0", "demo_2", "demo_3"]
+    assert demoset_module.read_masks(path) == {"clean": ["demo_0", "demo_2", "demo_3"]}
+    subset = DemoSet.load(path, mask="clean")
+    assert subset.equals(demos.filter_episodes(np.array([True, False, True, True])))
+    assert subset.groups.tolist() == ["alice", "alice", "carol"]
+    # the whole file still loads whole
+    assert DemoSet.load(path).equals(demos)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.h5"]
+
+
+def test_mask_order_is_the_files_demo_order(tmp_path):
+    demos, _ = synthetic_demos()
+    path = demos.save(tmp_path / "m.h5")
+    demoset_module.write_mask(path, "rev", ["demo_3", "demo_1"])
+    subset = DemoSet.load(path, mask="rev")
+    np.testing.assert_array_equal(subset.episode_lengths, demos.episode_lengths[[1, 3]])
+
+
+def test_mask_errors_are_clear_and_leave_the_file_unchanged(tmp_path):
+    demos, _ = synthetic_demos()
+    path = demos.save(tmp_path / "m.h5")
+    demoset_module.write_mask(path, "a", ["demo_1"])
+    before = path.read_bytes()
+    with pytest.raises(FileExistsError, match="already has mask/a.*overwrite=True"):
+        demoset_module.write_mask(path, "a", ["demo_2"])
+    with pytest.raises(DemoFileError, match="has no demo_7"):
+        demoset_module.write_mask(path, "b", ["demo_0", "demo_7"])
+    with pytest.raises(ValueError, match="mask name 'x/y'"):
+        demoset_module.write_mask(path, "x/y", ["demo_0"])
+    with pytest.raises(ValueError, match="no demo"):
+        demoset_module.write_mask(path, "empty", [])
+    assert path.read_bytes() == before
+    demoset_module.write_mask(path, "a", ["demo_2"], overwrite=True)
+    assert demoset_module.read_masks(path) == {"a": ["demo_2"]}
+    # unknown mask: the message lists the masks there are
+    with pytest.raises(DemoFileError, match=r"no mask 'nope' \(its masks: a\)"):
+        DemoSet.load(path, mask="nope")
+    # a mask naming a demo the file does not hold (e.g. written by another tool)
+    with h5py.File(path, "a") as f:
+        f["mask/stale"] = np.array(["demo_0", "demo_9"], dtype="S")
+    with pytest.raises(DemoFileError, match="mask/stale .* names demo_9, which data/ does not"):
+        DemoSet.load(path, mask="stale")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.h5"]
+
+
+def test_failed_mask_write_leaves_the_file_unchanged(tmp_path, monkeypatch):
+    demos, _ = synthetic_demos()
+    path = demos.save(tmp_path / "m.h5")
+    before = path.read_bytes()
+
+    def broken(*args):
+        raise KeyboardInterrupt  # killed half-way through adding the mask
+
+    monkeypatch.setattr(demoset_module, "_put_mask", broken)
+    with pytest.raises(KeyboardInterrupt):
+        demoset_module.write_mask(path, "a", ["demo_0"])
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.h5"]
+
+
+# ---------------------------------------------------------------------- stale temp files
+def test_next_save_removes_only_stale_temp_files_of_its_target(tmp_path):
+    demos, _ = synthetic_demos()
+    dead = 4_194_305  # above Linux's largest pid_max: no process has this id
+    stale = [
+        tmp_path / f".demos.h5.{dead}.0123abcd.tmp",  # a save killed half-way
+        tmp_path / f".demos.h5.{dead}.89abcdef.probe.tmp",  # killed during the folder probe
+    ]
+    kept = [
+        tmp_path / f".demos.h5.{os.getppid()}.0123abcd.tmp",  # its writer is still running
+        tmp_path / f".other.h5.{dead}.0123abcd.tmp",  # another target's
+        tmp_path / f".demos.h5.{dead}.notes",  # not our name pattern
+        tmp_path / "demos.h5.bak",
+    ]
+    for p in stale + kept:
+        p.write_bytes(b"partial")
+    demos.save(tmp_path / "demos.h5")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["demos.h5", *(p.name for p in kept)]
+    )
+    assert all(p.read_bytes() == b"partial" for p in kept)
+    assert DemoSet.load(tmp_path / "demos.h5").equals(demos)
