@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import numpy as np
 from choicebc.cli import add_dataclass_arguments, dataclass_from_args
 from choicebc.experts import expert_dir, load_expert
 from choicebc.experts.policy import ExpertPolicy
+from choicebc.experts.resume import ExpertTrainError
 from choicebc.experts.train import ExpertTrainConfig, train_expert
 
 
@@ -72,7 +74,11 @@ def measure_expert(policy: ExpertPolicy, episodes: int, num_envs: int, seed: int
 def run(args: argparse.Namespace) -> int:
     if args.expert_command == "train":
         cfg = dataclass_from_args(ExpertTrainConfig, args)
-        policy = train_expert(cfg, progress=not args.no_progress)
+        try:
+            policy = train_expert(cfg, progress=not args.no_progress)
+        except ExpertTrainError as exc:
+            print(f"choicebc expert train: {exc}", file=sys.stderr)
+            return 2
         print(f"best expert: {policy.card.get('train_eval_mean_return')} (run dir {cfg.out_dir})")
         return 0
     policy = load_expert(args.env_id, path=args.path)

@@ -1,8 +1,13 @@
 """Train an expert with stable-baselines3 on gymnasium's own env, checkpointing as it goes.
 
-Resumable: a run folder holds ``checkpoint.zip`` + ``replay_buffer.pkl`` (SB3's own format, our
-own files, only read back by this trainer), ``progress.csv``, and ``best/`` — the exported
+Resumable: a run folder holds ``checkpoint/`` (the training state as safetensors, npz and JSON —
+never a pickle, see :mod:`choicebc.experts.resume`; written crash-safely by
+:mod:`choicebc.checkpoint_folder`), ``progress.csv``, and ``best/`` — the exported
 inference-only expert (safetensors + JSON card) with the best periodic evaluation so far.
+Rerunning the same command resumes from the checkpoint's step; the resumed run starts a fresh
+episode (seeded ``seed + step``), so it is not bit-identical to an uninterrupted one. A folder
+written by older versions (SB3's pickled ``checkpoint.zip`` / ``replay_buffer.pkl``) is refused,
+never read: a pickle runs the code it names when loaded.
 
 ``objective="minimize"`` trains a saboteur instead (an adversary, see
 :mod:`choicebc.adversaries`): the learner sees the negated reward (:class:`NegatedReward`), the
@@ -23,10 +28,20 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from choicebc.experts.policy import ExpertPolicy, MLPActor
+from choicebc.checkpoint_folder import recover_checkpoint_folder, save_checkpoint_folder
+from choicebc.experts.policy import ExpertPolicy, MLPActor, write_json_atomic
+from choicebc.experts.resume import (
+    ExpertResumeError,
+    ExpertTrainError,
+    load_training_state,
+    read_run,
+    save_training_state,
+)
 
 ALGOS = ("sac", "ppo")
 OBJECTIVES = ("maximize", "minimize")
+CHECKPOINT_DIR = "checkpoint"
+PICKLED_CHECKPOINT_FILES = ("checkpoint.zip", "replay_buffer.pkl")  # written by older versions
 
 
 @dataclass
@@ -137,38 +152,122 @@ def evaluate_gym(policy: ExpertPolicy, env_id: str, episodes: int, seed: int) ->
     return np.asarray(returns)
 
 
+def run_settings(cfg: ExpertTrainConfig) -> dict:
+    """What a checkpoint must share with the settings that resume it."""
+    keys = ("env_id", "algo", "objective", "seed", "hidden")
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items() if k in keys}
+
+
+def check_config(cfg: ExpertTrainConfig) -> None:
+    """Raise :class:`ExpertTrainError` on a setting training cannot run with."""
+    if cfg.algo not in ALGOS:
+        raise ExpertTrainError(f"unknown algo {cfg.algo!r}; choose one of {', '.join(ALGOS)}")
+    if cfg.objective not in OBJECTIVES:
+        raise ExpertTrainError(
+            f"unknown objective {cfg.objective!r}; choose one of {', '.join(OBJECTIVES)}"
+        )
+    for name in ("checkpoint_every", "eval_every", "eval_episodes", "torch_threads"):
+        if getattr(cfg, name) < 1:
+            flag = name.replace("_", "-")
+            raise ExpertTrainError(f"--{flag} must be at least 1, got {getattr(cfg, name)}")
+    if cfg.total_steps < 0:
+        raise ExpertTrainError(f"--total-steps must be >= 0, got {cfg.total_steps}")
+    if not cfg.hidden or min(cfg.hidden) < 1:
+        raise ExpertTrainError(f"--hidden needs positive layer sizes, got {cfg.hidden}")
+
+
+def resume_step(cfg: ExpertTrainConfig, folder: Path) -> int | None:
+    """The step of the run folder's checkpoint (recovered after a crash), or ``None``.
+
+    Raises:
+        ExpertResumeError: the folder holds only an older version's pickled checkpoint, or a
+            checkpoint of a run with other settings.
+    """
+    copies = [folder / f"{CHECKPOINT_DIR}{suffix}" for suffix in ("", ".tmp", ".old")]
+    existed = [copy.name for copy in copies if copy.exists()]
+    step = recover_checkpoint_folder(folder / CHECKPOINT_DIR)
+    pickled = [name for name in PICKLED_CHECKPOINT_FILES if (folder / name).exists()]
+    if step is None:
+        if existed:
+            print(f"no complete checkpoint in {folder} ({', '.join(existed)} deleted): step 0")
+        if pickled:
+            raise ExpertResumeError(
+                f"{folder} holds a checkpoint in SB3's pickle format ({', '.join(pickled)}), "
+                "written by an older choicebc; it is not loaded, since unpickling runs any code "
+                "the file names. Start a fresh run with another --out-dir"
+            )
+        return None
+    if pickled:
+        print(f"ignoring {', '.join(pickled)} in {folder} (pickles are never loaded)")
+    saved, wanted = read_run(folder / CHECKPOINT_DIR), run_settings(cfg)
+    if saved != wanted:
+        diff = ", ".join(f"{k}={saved.get(k)!r}" for k in wanted if saved.get(k) != wanted[k])
+        raise ExpertResumeError(
+            f"the checkpoint in {folder} is of a run with {diff}; resume it with the same "
+            "settings, or start a fresh run with another --out-dir"
+        )
+    return step
+
+
+def truncate_progress(path: Path, last_step: int) -> None:
+    """Drop ``progress.csv`` rows written after the checkpoint a run resumes from."""
+    if not path.exists():
+        return
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    kept = rows[:1] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= last_step]
+    if len(kept) == len(rows):
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as f:
+        csv.writer(f).writerows(kept)
+    os.replace(tmp, path)
+
+
 def train_expert(cfg: ExpertTrainConfig, progress: bool = True) -> ExpertPolicy:
-    """Train (or resume) an expert; returns the best exported policy seen so far."""
+    """Train (or resume) an expert; returns the best exported policy seen so far.
+
+    Raises:
+        ExpertTrainError: a bad setting or unknown env id.
+        ExpertResumeError: the run folder's checkpoint cannot be resumed (see :func:`resume_step`).
+    """
     from stable_baselines3 import PPO, SAC
     from stable_baselines3.common.callbacks import BaseCallback
 
-    if cfg.algo not in ALGOS:
-        raise ValueError(f"unknown algo {cfg.algo!r}; choose one of {ALGOS}")
-    if cfg.objective not in OBJECTIVES:
-        raise ValueError(f"unknown objective {cfg.objective!r}; choose one of {OBJECTIVES}")
+    check_config(cfg)
     sign = 1.0 if cfg.objective == "maximize" else -1.0  # best/ keeps the highest sign * return
     torch.set_num_threads(cfg.torch_threads)
     folder = run_dir(cfg)
+    try:
+        env = gym.make(cfg.env_id)
+    except gym.error.Error as exc:
+        raise ExpertTrainError(f"cannot make env {cfg.env_id!r}: {exc}") from exc
     folder.mkdir(parents=True, exist_ok=True)
-    env = gym.make(cfg.env_id)
+    start = resume_step(cfg, folder)
     if sign < 0:
         env = NegatedReward(env)
-    ckpt, buffer = folder / "checkpoint.zip", folder / "replay_buffer.pkl"
+    ckpt = folder / CHECKPOINT_DIR
     algo_cls = SAC if cfg.algo == "sac" else PPO
-    if ckpt.exists():
-        model = algo_cls.load(ckpt, env=env, device="cpu")
-        if cfg.algo == "sac" and buffer.exists():
-            model.load_replay_buffer(buffer)
-        print(f"resuming {cfg.env_id} from step {model.num_timesteps}")
-    else:
-        policy_kwargs = {"net_arch": list(cfg.hidden)}
-        model = algo_cls("MlpPolicy", env, seed=cfg.seed, device="cpu", policy_kwargs=policy_kwargs)
+    policy_kwargs = {"net_arch": list(cfg.hidden)}
+    model = algo_cls("MlpPolicy", env, seed=cfg.seed, device="cpu", policy_kwargs=policy_kwargs)
     log_path = folder / "progress.csv"
+    if start is not None:
+        load_training_state(model, ckpt)
+        model.env.seed(cfg.seed + start)  # the first reset of the resumed run
+        truncate_progress(log_path, start)
+        print(f"resuming {cfg.env_id} from step {model.num_timesteps}")
+    run = run_settings(cfg)
+
+    def checkpoint() -> None:
+        step = model.num_timesteps
+        save_checkpoint_folder(ckpt, step, lambda tmp: save_training_state(model, tmp, run))
+
     best_path = folder / "best"
     best_card = best_path / "card.json"
     best_return = -np.inf
     if best_card.exists():
         best_return = sign * ExpertPolicy.load(best_path).card["train_eval_mean_return"]
+    last_checkpoint = model.num_timesteps
 
     class Checkpointing(BaseCallback):
         def _on_training_start(self) -> None:
@@ -182,17 +281,10 @@ def train_expert(cfg: ExpertTrainConfig, progress: bool = True) -> ExpertPolicy:
             self.t0, self.n0 = time.time(), self.model.num_timesteps
 
         def _on_step(self) -> bool:
-            nonlocal best_return
+            nonlocal best_return, last_checkpoint
             step = self.model.num_timesteps
             self.bar.update(step - self.bar.n)
-            if step % cfg.checkpoint_every == 0:
-                tmp = folder / "checkpoint.tmp.zip"
-                self.model.save(tmp)
-                os.replace(tmp, ckpt)
-                if cfg.algo == "sac":
-                    tmpb = folder / "replay_buffer.tmp.pkl"
-                    self.model.save_replay_buffer(tmpb)
-                    os.replace(tmpb, buffer)
+            keep_going = True
             if step % cfg.eval_every == 0:
                 extra = {"total_steps": step, "train_eval_episodes": cfg.eval_episodes}
                 policy = export_actor(self.model, env, cfg, extra)
@@ -214,8 +306,12 @@ def train_expert(cfg: ExpertTrainConfig, progress: bool = True) -> ExpertPolicy:
                     policy.save(folder / "snapshots" / f"step_{step}")
                 if cfg.stop_return is not None and sign * rets.mean() >= sign * cfg.stop_return:
                     print(f"evaluation return {rets.mean():.0f} reached --stop-return at {step}")
-                    return False
-            return True
+                    keep_going = False
+            # after the evaluation, so a resumed run neither repeats nor skips it
+            if step % cfg.checkpoint_every == 0:
+                checkpoint()
+                last_checkpoint = step
+            return keep_going
 
         def _on_training_end(self) -> None:
             self.bar.close()
@@ -223,8 +319,15 @@ def train_expert(cfg: ExpertTrainConfig, progress: bool = True) -> ExpertPolicy:
     remaining = cfg.total_steps - model.num_timesteps
     if remaining > 0:
         model.learn(remaining, callback=Checkpointing(), reset_num_timesteps=False)
+        if model.num_timesteps != last_checkpoint:  # the end of the run is a resume point too
+            checkpoint()
     fields = asdict(cfg)
     if cfg.objective == "maximize":  # experts' config.json keeps its original keys
         del fields["objective"]
-    (folder / "config.json").write_text(str(fields))
+    write_json_atomic(folder / "config.json", fields)
+    if not best_card.exists():
+        raise ExpertTrainError(
+            f"no evaluation ran in {folder} (--eval-every {cfg.eval_every} is more than "
+            f"--total-steps {cfg.total_steps}): there is no best/ expert"
+        )
     return ExpertPolicy.load(best_path)
