@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -103,14 +104,18 @@ def test_score_writes_a_copy_and_keeps_the_original(flipped, tmp_path, capsys):
         assert f["data"].attrs["quality_auc"] == pytest.approx(auc, abs=1e-4)
     np.testing.assert_allclose(read_quality(out), policy.data_quality(demos), rtol=1e-6)
     assert first.shape == (demos.episode_lengths[0],)
-    # the copy is still the input DemoSet, plus the quality_* attributes
+    # the copy is still the input DemoSet, plus the quality_* attributes and demo scores
+    # (no per-demo AUC: step mixing leaves no episode with adversary share >= 0.5)
     copy = DemoSet.load(out)
     assert {k for k in copy.attrs if k not in demos.attrs} == {
         "quality_auc",
         "quality_kind",
         "quality_policy",
     }
+    np.testing.assert_allclose(copy.demo_quality, policy.demo_quality(demos), rtol=1e-6)
+    assert "per-demo ROC AUC: n/a" in printed
     copy.attrs = {k: v for k, v in copy.attrs.items() if not k.startswith("quality_")}
+    copy.demo_quality = None
     assert copy.equals(DemoSet.load(folder / "d.h5"))
     # re-scoring onto an existing file needs --overwrite
     assert (
@@ -263,3 +268,143 @@ def test_filter_rejects_bad_inputs(tmp_path, capsys):
     assert "demos score" in capsys.readouterr().err
     assert main(["demos", "filter", "--demos", path, "--min-quality", "0.1", "--out", path]) == 2
     assert not (tmp_path / "o.h5").exists()
+
+
+# ----------------------------------------------------------------------------- per-demo scores
+def test_score_writes_demo_quality_and_its_roc_auc(flipped, tmp_path, capsys):
+    """Whole flipped episodes: each demo's score, and the AUC against adversary share >= 0.5."""
+    folder, _, policy = flipped
+    demos = cb.collect(
+        POINT_REACH_ID,
+        PointReachExpert(),
+        "flipped",
+        ratio=0.3,
+        mix="episode",
+        episodes=12,
+        seed=1,
+        progress=False,
+    )
+    path = demos.save(tmp_path / "ep.h5")
+    out = tmp_path / "ep.scored.h5"
+    args = ["demos", "score", "--policy", str(folder / "policy"), "--demos", str(path)]
+    assert main(args) == 0  # default output name: NAME.scored.h5
+    printed = capsys.readouterr().out
+    expected = policy.demo_quality(demos)
+    corrupt = demos.adversary_share >= 0.5
+    assert 0 < corrupt.sum() < demos.num_episodes
+    auc = float(printed.split("corrupt = adversary share >= 0.5): ")[1].split()[0])
+    from sklearn.metrics import roc_auc_score
+
+    assert auc == pytest.approx(roc_auc_score(~corrupt, expected), abs=1e-4)
+    assert auc >= 0.9
+    with h5py.File(out) as f:
+        stored = [f[f"data/demo_{i}"].attrs["demo_quality"] for i in range(demos.num_episodes)]
+        assert f["data"].attrs["demo_quality_auc"] == pytest.approx(auc, abs=1e-4)
+    np.testing.assert_allclose(stored, expected, rtol=1e-6)
+    # filter by it: whole demos with demo_quality >= 0.5, carrying their scores along
+    clean = tmp_path / "clean.h5"
+    filt = ["demos", "filter", "--demos", str(out), "--out", str(clean), "--by", "demo"]
+    assert main([*filt, "--min-quality", "0.5"]) == 0
+    kept = DemoSet.load(clean)
+    keep = expected >= 0.5
+    np.testing.assert_array_equal(kept.actions, DemoSet.load(out).filter_episodes(keep).actions)
+    np.testing.assert_allclose(kept.demo_quality, expected[keep], rtol=1e-6)
+    np.testing.assert_array_equal(kept.episode_lengths, demos.episode_lengths[keep])
+    assert kept.attrs["filter_by"] == "demo" and "demo_quality_auc" not in kept.attrs
+    assert "by demo_quality" in capsys.readouterr().out
+
+
+def with_demo_quality(path, scores) -> None:
+    with h5py.File(path, "r+") as f:
+        for i, q in enumerate(scores):
+            f[f"data/demo_{i}"].attrs["demo_quality"] = q
+
+
+def test_filter_by_demo_quality(tmp_path, capsys):
+    # per-step means (0.6, 0.2) disagree with the per-demo scores (0.3, 0.8)
+    path = scored_small(tmp_path, np.array([0.6, 0.6, 0.6, 0.6, 0.2, 0.2, 0.2]))
+    base = ["demos", "filter", "--demos", path, "--min-quality", "0.5"]
+    assert main([*base, "--by", "demo", "--out", str(tmp_path / "o.h5")]) == 2
+    assert "no per-demo scores" in capsys.readouterr().err
+    with_demo_quality(path, [0.3, 0.8])
+    kept = filter_file(path, 0.5, tmp_path / "demo.h5", by="demo")
+    np.testing.assert_array_equal(kept.observations, small_demos().observations[4:])
+    np.testing.assert_allclose(read_quality(tmp_path / "demo.h5"), [0.2, 0.2, 0.2])
+    by_steps = filter_file(path, 0.5, tmp_path / "steps.h5", episodes=True)
+    np.testing.assert_array_equal(by_steps.observations, small_demos().observations[:4])
+    # the episode mean of an explicitly --by step filter says the other score exists
+    assert main([*base, "--episodes", "--out", str(tmp_path / "s2.h5")]) == 0
+    assert "--by demo filters by them" in capsys.readouterr().out
+    assert main([*base, "--by", "demo", "--first-steps", "2", "--out", str(tmp_path / "x")]) == 2
+    assert "drop it with --by demo" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- masks
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_filter_write_mask_marks_the_kept_demos_in_the_input(tmp_path, capsys):
+    quality = np.array([0.1, 0.2, 0.3, 0.2, 0.9, 0.8, 0.9])
+    path = scored_small(tmp_path, quality)
+    original = DemoSet.load(path)
+    args = ["demos", "filter", "--demos", path, "--min-quality", "0.5"]
+    assert main([*args, "--episodes", "--write-mask", "clean"]) == 0
+    assert "wrote mask/clean (1 of 2 demos)" in capsys.readouterr().out
+    # robomimic's own reading of a filter key
+    with h5py.File(path) as f:
+        assert [e.decode("utf-8") for e in np.array(f["mask/clean"][:])] == ["demo_1"]
+        assert f["mask/clean"].dtype.kind == "S"
+    assert DemoSet.load(path).equals(original)  # the demos themselves are untouched
+    assert DemoSet.load(path, mask="clean").equals(original.filter_episodes(np.array([0, 1], bool)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small.h5"]
+    # an existing mask without --overwrite: exit 2, one line, the file byte for byte unchanged
+    before = sha(Path(path))
+    assert main([*args, "--episodes", "--write-mask", "clean"]) == 2
+    assert "already has mask/clean: pass --overwrite" in one_line_error(capsys)
+    assert sha(Path(path)) == before
+    # --write-mask needs whole episodes
+    assert main([*args, "--write-mask", "steps"]) == 2
+    assert "--write-mask names whole demos: add --episodes" in one_line_error(capsys)
+    assert main([*args, "--episodes", "--write-mask", "bad/name"]) == 2
+    assert "mask name 'bad/name'" in one_line_error(capsys)
+    assert sha(Path(path)) == before
+    # --overwrite replaces it; with --out the copy is written as well
+    low = ["demos", "filter", "--demos", path, "--min-quality", "0.1", "--episodes"]
+    out = tmp_path / "all.h5"
+    assert main([*low, "--write-mask", "clean", "--overwrite", "--out", str(out)]) == 0
+    with h5py.File(path) as f:
+        assert [e.decode() for e in f["mask/clean"][:]] == ["demo_0", "demo_1"]
+    assert DemoSet.load(out).num_episodes == 2
+    # nowhere to write: a clear error
+    assert main(low) == 2
+    assert "--out FILE and/or --write-mask NAME" in one_line_error(capsys)
+
+
+def test_filter_mask_writes_the_named_subset(tmp_path, capsys):
+    quality = np.array([0.1, 0.2, 0.3, 0.2, 0.9, 0.8, 0.9])
+    path = scored_small(tmp_path, quality)
+    with_demo_quality(path, [0.1, 0.95])
+    from choicebc.demoset import write_mask
+
+    write_mask(path, "second", ["demo_1"])
+    out = tmp_path / "subset.h5"
+    assert main(["demos", "filter", "--demos", path, "--mask", "second", "--out", str(out)]) == 0
+    assert "kept 1 of 2 demos in mask/second" in capsys.readouterr().out
+    subset = DemoSet.load(out)
+    np.testing.assert_array_equal(subset.observations, small_demos().observations[4:])
+    np.testing.assert_allclose(read_quality(out), quality[4:])  # per-step scores carried
+    assert subset.demo_quality.tolist() == [0.95]
+    assert subset.attrs["mask"] == "second" and subset.attrs["filter_mode"] == "mask"
+    base = ["demos", "filter", "--demos", path]
+    assert main([*base, "--mask", "nope", "--out", str(tmp_path / "n.h5")]) == 2
+    assert "no mask 'nope' (its masks: second)" in one_line_error(capsys)
+    assert main([*base, "--mask", "second", "--min-quality", "0.5", "--out", str(out)]) == 2
+    assert "drop --min-quality" in one_line_error(capsys)
+    assert main([*base, "--mask", "second"]) == 2
+    assert "add --out FILE" in one_line_error(capsys)
+    assert main([*base, "--out", str(tmp_path / "q.h5")]) == 2
+    assert "give --min-quality q" in one_line_error(capsys)
+    assert not (tmp_path / "n.h5").exists() and not (tmp_path / "q.h5").exists()
