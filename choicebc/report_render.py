@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,10 +45,29 @@ def _pct(ratio: float) -> str:
     return f"{ratio * 100:.0f} %"
 
 
+def _thousands(value: Any) -> str:
+    """``20,000`` for a number, ``?`` when the budget does not say."""
+    return f"{value:,}" if isinstance(value, int | float) else "?"
+
+
+def _read_json(path: Path, lines: bool = False) -> Any:
+    """A JSON file's value (``lines``: the list of its lines' values); ``None``, with a warning
+    naming the file, when it is not UTF-8 JSON — one damaged file never aborts the render."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+        if lines:
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
+        return json.loads(text)
+    except (OSError, ValueError) as exc:  # ValueError: UnicodeDecodeError, JSONDecodeError
+        print(f"skipping unreadable {path}: {exc}", file=sys.stderr)
+        return None
+
+
 def _load_grid(root: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
     """The run's grid from ``grid.json``, widened by whatever cells are on disk."""
     path = root / "grid.json"
-    grid = json.loads(path.read_text()) if path.is_file() else {}
+    saved = _read_json(path) if path.is_file() else None
+    grid = saved if isinstance(saved, dict) else {}
     grid.setdefault("skipped_envs", {})
     keys = {"envs": "env_id", "adversaries": "adversary", "mixes": "mix", "ratios": "ratio"}
     for key, field_name in keys.items():
@@ -103,9 +123,9 @@ def render_report(root: str | Path, results: str | Path) -> Path:
         "Normalized score (0 = random policy, 100 = the shipped expert's card; D4RL "
         f"convention), mean ± std over seeds {seeds}; (n=k): only k of them have run; "
         f"{budget.get('eval_episodes', '?')} evaluation episodes per policy. Demonstrations: "
-        f"{budget.get('episodes', '?')} episodes per set; {budget.get('steps', '?'):,} optimizer "
-        f"steps per BC policy; BCND {budget.get('bcnd_ensemble', '?')} members × "
-        f"{budget.get('bcnd_rounds', '?')} rounds × {budget.get('bcnd_steps', '?'):,} steps. "
+        f"{budget.get('episodes', '?')} episodes per set; {_thousands(budget.get('steps'))} "
+        f"optimizer steps per BC policy; BCND {budget.get('bcnd_ensemble', '?')} members × "
+        f"{budget.get('bcnd_rounds', '?')} rounds × {_thousands(budget.get('bcnd_steps'))} steps. "
         "**Bold**: the best non-oracle method in the column.",
         "",
         f"Generated {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} from "
@@ -246,7 +266,7 @@ def _wall_time_section(root: Path, records: list[dict[str, Any]]) -> list[str]:
     lines = ["## Wall time", ""]
     runs_path = root / "runs.jsonl"
     if runs_path.is_file():
-        runs = [json.loads(line) for line in runs_path.read_text().splitlines() if line.strip()]
+        runs = [r for r in _read_json(runs_path, lines=True) or [] if isinstance(r, dict)]
         lines += ["| run started (UTC) | cells run | failed | workers | wall time |"]
         lines += ["|---|---:|---:|---|---:|"]
         for r in runs:
@@ -259,7 +279,9 @@ def _wall_time_section(root: Path, records: list[dict[str, Any]]) -> list[str]:
         lines += ["", f"Total wall time of the runs that computed cells: {total:.0f} s.", ""]
     collect = []
     for meta in sorted(Path(root, "demos").glob("*/*.json")):
-        collect.append(json.loads(meta.read_text())["collect_s"])
+        value = _read_json(meta)
+        if isinstance(value, dict) and isinstance(value.get("collect_s"), int | float):
+            collect.append(value["collect_s"])
     if collect:
         lines += [
             f"Demonstration collection: {len(collect)} sets, {sum(collect):.0f} s in all "
