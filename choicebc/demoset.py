@@ -683,7 +683,7 @@ class DemoSet:
         names = sorted_demo_names(data)
         env_args = _robomimic_env_args(data)
         if env_id is None:
-            env_id = env_args.get("env_name") if isinstance(env_args, dict) else None
+            env_id = env_args.get("env_name")
             if not env_id:
                 raise DemoFileError(
                     f"{path} records no env name (data.attrs['env_args']['env_name']): pass "

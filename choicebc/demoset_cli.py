@@ -289,11 +289,15 @@ def read_quality(path: str | os.PathLike) -> np.ndarray:
     with _open_for_reading(path) as f:
         quality = _step_quality(f, sorted_demo_names(f["data"]) if "data" in f else [])
     if quality is None:
-        raise QualityError(
-            f"{path} has no quality scores: run `choicebc demos score --policy DIR "
-            f"--demos {path}` first and filter the scored copy"
-        )
+        raise _unscored(path)
     return quality
+
+
+def _unscored(path: str | os.PathLike) -> QualityError:
+    return QualityError(
+        f"{path} has no quality scores: run `choicebc demos score --policy DIR "
+        f"--demos {path}` first and filter the scored copy"
+    )
 
 
 def _step_quality(f: Any, names: list[str]) -> np.ndarray | None:
@@ -435,7 +439,7 @@ def filter_file(
         keep_rows = np.repeat(scores >= q, demos.episode_lengths)
     else:
         if quality is None:
-            read_quality(path)  # raises the QualityError that names the command
+            raise _unscored(path)
         if quality.shape != (demos.num_transitions,):
             raise QualityError(f"{path}: {quality.size} quality scores for {len(demos)} steps")
         scores = quality

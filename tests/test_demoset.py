@@ -247,6 +247,14 @@ def test_demos_info_cli(tmp_path, capsys):
     assert payload["summary"]["transitions"] == demos.num_transitions
     assert demoset_cli.run(parser.parse_args(["info", str(tmp_path / "nope.h5")])) == 2
     assert "no DemoSet file" in capsys.readouterr().err
+    # operators, demo scores and masks are listed
+    grouped = grouped_demos().save(tmp_path / "grouped.h5")
+    demoset_module.write_mask(grouped, "clean", ["demo_0", "demo_2"])
+    assert demoset_cli.run(parser.parse_args(["info", str(grouped)])) == 0
+    out = capsys.readouterr().out
+    assert "groups (operator: episodes): alice (2), bob (1), carol (1)" in out
+    assert "demo_quality: mean 0.588, min 0.200, max 0.900" in out
+    assert "masks: clean (2 demos)" in out
 
 
 # ---------------------------------------------------------------------- Minari
@@ -280,6 +288,13 @@ def test_minari_export_import_round_trip_is_exact(minari_root):
     assert back.equals(demos)
     with pytest.raises(FileExistsError, match="delete_dataset"):
         demos.to_minari("choicebc/pointreach/flip30-v0")
+    # per-episode operator ids and demo scores travel in the metadata
+    grouped = DemoSet.from_episodes(
+        demos.episodes(), demos.attrs, groups=list("aabba"), demo_quality=np.linspace(0, 1, 5)
+    )
+    with pytest.warns(UserWarning):
+        grouped.to_minari("choicebc/pointreach/grouped-v0")
+    assert DemoSet.from_minari("choicebc/pointreach/grouped-v0").equals(grouped)
 
 
 def test_minari_import_of_foreign_data_has_no_labels(minari_root):
