@@ -763,7 +763,8 @@ SUBCOMMANDS: dict[
 ] = {
     "info": ("summary, attributes and episodes of a DemoSet file", add_info_arguments, info),
     "score": (
-        "rate every step with a trained policy (data_quality) into a copy of the file",
+        "rate every step and every demo with a trained policy (data_quality, demo_quality) "
+        "into a copy of the file",
         add_score_arguments,
         score,
     ),
