@@ -20,6 +20,14 @@ from safetensors.torch import load_file, save_file
 WEIGHTS_FILE = "actor.safetensors"
 CARD_FILE = "card.json"
 
+ROW_BLOCK = 64
+"""Rows per matrix product in :class:`MLPActor`: a batch is cut into blocks of this many rows
+(the last one zero-padded), so every row goes through a product of the same shape and gets a
+bit-identical action whatever the batch size. One product over all N rows sums in an order that
+depends on N (BLAS picks its kernel by shape): actions for 1 and 10 rows differed by ~3e-7, and
+demonstrations by ``num_envs``. Cost of the shipped HalfCheetah expert on one thread: 0.46 ms
+for 256 rows (0.35 ms as one product), 0.14 ms for one row (0.04 ms)."""
+
 
 class ExpertLoadError(ValueError):
     """An expert folder is missing, incomplete or does not fit the requested env."""
@@ -61,7 +69,14 @@ class MLPActor(torch.nn.Module):
         self.register_buffer("high", torch.as_tensor(high, dtype=torch.float32))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        mean = self.mu(self.trunk(obs))
+        """``obs (N, obs_dim) -> actions (N, act_dim)``; each row's action depends on that row
+        only, bit for bit (see :data:`ROW_BLOCK`)."""
+        n = obs.shape[0]
+        pad = -n % ROW_BLOCK
+        if pad:
+            obs = torch.cat([obs, obs.new_zeros((pad, *obs.shape[1:]))])
+        blocks = [self.mu(self.trunk(block)) for block in obs.split(ROW_BLOCK)]
+        mean = torch.cat(blocks)[:n] if blocks else self.mu(self.trunk(obs))
         if self.squash:
             return self.low + 0.5 * (torch.tanh(mean) + 1.0) * (self.high - self.low)
         return torch.maximum(torch.minimum(mean, self.high), self.low)
