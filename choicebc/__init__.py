@@ -1,39 +1,68 @@
 """choicebc: robust behaviour cloning from corrupted demonstrations (ChoiceNet's Cholesky Block).
 
-Public API (see README): ``import choicebc as cb``.
+Public API (see README): ``import choicebc as cb``. The names below are imported on first use
+(PEP 562), so ``import choicebc`` — and every ``choicebc ... --help`` — loads neither torch nor
+MuJoCo until a name that needs them is touched.
 """
 
-from choicebc.adversaries import make_adversary
-from choicebc.bcnd import BCNDPolicy, train_bcnd
-from choicebc.classifier import ChoiceNetClassifier
-from choicebc.collect import collect
-from choicebc.demoset import DemoSet
-from choicebc.evaluation import EvalResult, evaluate
-from choicebc.experts import load_expert, reference_returns
-from choicebc.policy import BCPolicy
-from choicebc.regressor import ChoiceNetRegressor, HeadRegressor
-from choicebc.sim import BatchedEnv, make_batched
-from choicebc.train import TrainConfig, train_bc
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ChoiceNetClassifier",
-    "ChoiceNetRegressor",
-    "HeadRegressor",
-    "BCPolicy",
-    "TrainConfig",
-    "train_bc",
-    "BCNDPolicy",
-    "train_bcnd",
-    "BatchedEnv",
-    "make_batched",
-    "EvalResult",
-    "evaluate",
-    "__version__",
-    "load_expert",
-    "reference_returns",
-    "collect",
-    "DemoSet",
-    "make_adversary",
-]
+_EXPORTS: dict[str, str] = {
+    "ChoiceNetClassifier": "choicebc.classifier",
+    "ChoiceNetRegressor": "choicebc.regressor",
+    "HeadRegressor": "choicebc.regressor",
+    "BCPolicy": "choicebc.policy",
+    "TrainConfig": "choicebc.train",
+    "train_bc": "choicebc.train",
+    "BCNDPolicy": "choicebc.bcnd",
+    "train_bcnd": "choicebc.bcnd",
+    "BatchedEnv": "choicebc.sim",
+    "make_batched": "choicebc.sim",
+    "EvalResult": "choicebc.evaluation",
+    "evaluate": "choicebc.evaluation",
+    "load_expert": "choicebc.experts",
+    "reference_returns": "choicebc.experts",
+    "collect": "choicebc.collect",
+    "DemoSet": "choicebc.demoset",
+    "make_adversary": "choicebc.adversaries",
+}
+"""Public name -> the module that defines it."""
+
+__all__ = [*_EXPORTS, "__version__"]
+
+if TYPE_CHECKING:  # static analysers and IDEs see the real imports
+    from choicebc.adversaries import make_adversary as make_adversary
+    from choicebc.bcnd import BCNDPolicy as BCNDPolicy
+    from choicebc.bcnd import train_bcnd as train_bcnd
+    from choicebc.classifier import ChoiceNetClassifier as ChoiceNetClassifier
+    from choicebc.collect import collect as collect
+    from choicebc.demoset import DemoSet as DemoSet
+    from choicebc.evaluation import EvalResult as EvalResult
+    from choicebc.evaluation import evaluate as evaluate
+    from choicebc.experts import load_expert as load_expert
+    from choicebc.experts import reference_returns as reference_returns
+    from choicebc.policy import BCPolicy as BCPolicy
+    from choicebc.regressor import ChoiceNetRegressor as ChoiceNetRegressor
+    from choicebc.regressor import HeadRegressor as HeadRegressor
+    from choicebc.sim import BatchedEnv as BatchedEnv
+    from choicebc.sim import make_batched as make_batched
+    from choicebc.train import TrainConfig as TrainConfig
+    from choicebc.train import train_bc as train_bc
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'choicebc' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

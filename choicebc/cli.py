@@ -1,7 +1,9 @@
 """The ``choicebc`` command: one entry point, subcommands generated from config dataclasses.
 
 Each subcommand lives in the module that owns its feature; that module exposes
-``add_arguments(parser)`` and ``run(args) -> int``. This file only dispatches.
+``add_arguments(parser)`` and ``run(args) -> int``. This file only dispatches, and imports only
+the module of the subcommand being run: ``choicebc --help`` loads no torch, MuJoCo or
+matplotlib, and ``choicebc VERB --help`` only what VERB's module imports at its top.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import importlib
 import sys
 import types
 import typing
+from collections.abc import Iterable
 from typing import Any
 
 # subcommand -> (module, one-line help)
@@ -61,12 +64,15 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, skip: tu
         name = f.name.replace("_", "-")
         # argparse %-formats help strings: a literal "50 %" in a docstring must be escaped
         kwargs: dict[str, Any] = {"help": docs.get(f.name, "").replace("%", "%%")}
-        if has_default:
+        # a docstring that states its default in words ("(default: the shipped expert)") keeps it
+        if has_default and "(default:" not in kwargs["help"].lower():
             kwargs["help"] += f" (default: {default})"
         if tp is bool:
-            parser.add_argument(
-                f"--{name}", action=argparse.BooleanOptionalAction, default=default, **kwargs
+            help_text = kwargs.pop("help")
+            action = parser.add_argument(
+                f"--{name}", action=argparse.BooleanOptionalAction, default=default, help=""
             )
+            action.help = help_text  # some Pythons' BooleanOptionalAction append the default too
             continue
         kwargs["type"] = tp
         if seq:
@@ -114,7 +120,10 @@ def _field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentParser:
+    """The ``choicebc`` parser; only the subcommands in ``commands`` (default: all) get their
+    arguments, and only their modules are imported."""
+    wanted = set(COMMANDS if commands is None else commands)
     parser = argparse.ArgumentParser(
         prog="choicebc", description="Robust behaviour cloning from corrupted demonstrations."
     )
@@ -122,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module)
+        if name not in wanted:
+            continue
         try:
             importlib.import_module(module).add_arguments(p)
         except ModuleNotFoundError as exc:
@@ -131,8 +142,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_of(argv: list[str]) -> str | None:
+    """The subcommand ``argv`` names: its first token that is not an option (``choicebc`` has
+    no options of its own but ``-h``)."""
+    for token in argv:
+        if not token.startswith("-"):
+            return token if token in COMMANDS else None
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = command_of(argv)
+    parser = build_parser([command] if command else [])
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

@@ -4,14 +4,29 @@ from __future__ import annotations
 
 import csv
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+
+class _Pyplot:
+    """Stands for ``matplotlib.pyplot`` until first used, then imports it (Agg backend: files,
+    no window) and puts it in its place: ``choicebc plot --help`` does not wait for matplotlib."""
+
+    def __getattr__(self, name: str) -> Any:
+        import matplotlib
+
+        if "matplotlib.pyplot" not in sys.modules:
+            matplotlib.use("Agg")
+        import matplotlib.pyplot as pyplot
+
+        globals()["plt"] = pyplot  # this module's functions now see pyplot itself
+        return getattr(pyplot, name)
+
+
+plt: Any = _Pyplot()
 
 
 def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> Path:

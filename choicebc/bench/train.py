@@ -24,13 +24,14 @@ import os
 import statistics
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
 
 from choicebc.bench import write_result
-from choicebc.heads import make_head
+
+if TYPE_CHECKING:  # imported where used: `choicebc bench train --help` does not load torch
+    import torch
 
 DEFAULT_HEADS = ("mse", "mdn", "choicenet", "l1", "robust")
 MIXTURE_HEADS = ("mdn", "choicenet")
@@ -69,6 +70,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 # ------------------------------------------------------------------ bare head step
 def _model(head: str, args: argparse.Namespace) -> torch.nn.Module:
+    import torch
+
+    from choicebc.heads import make_head
+
     layers: list[torch.nn.Module] = []
     width = args.obs_dim
     for size in args.hidden:
@@ -175,6 +180,9 @@ def _table(heads, bare_w, bare_c, bc_w, bc_c, cmp_w, cmp_c) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm.auto import tqdm
+
     load_before = os.getloadavg()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

@@ -33,7 +33,9 @@ from choicebc.envs import (
     get_task,
     is_discrete,
 )
-from choicebc.experts.policy import CARD_FILE, ExpertLoadError, ExpertPolicy, write_json_atomic
+
+CARD_FILE = "card.json"
+"""An expert folder's JSON card (:mod:`choicebc.experts.policy` writes it beside the weights)."""
 
 __all__ = [
     "ANALYTIC_EXPERTS",
@@ -47,6 +49,17 @@ __all__ = [
     "shipped_experts",
     "write_analytic_card",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``ExpertPolicy`` and ``ExpertLoadError`` come from :mod:`choicebc.experts.policy`, which
+    imports torch: on first use, so ``choicebc expert ... --help`` does not load torch."""
+    if name in ("ExpertPolicy", "ExpertLoadError", "write_json_atomic"):
+        from choicebc.experts import policy
+
+        return getattr(policy, name)
+    raise AttributeError(f"module 'choicebc.experts' has no attribute {name!r}")
+
 
 ANALYTIC_EXPERTS: dict[str, type] = {
     POINT_REACH_ID: PointReachExpert,
@@ -91,6 +104,8 @@ def load_expert(env_id: str, path: str | Path | None = None) -> Any:
         ExpertLoadError: when no expert is shipped for ``env_id`` (the message names the
             ``choicebc expert train`` command) or the folder is unreadable.
     """
+    from choicebc.experts.policy import ExpertLoadError, ExpertPolicy
+
     if path is None and env_id in ANALYTIC_EXPERTS:
         return ANALYTIC_EXPERTS[env_id]()
     folder = Path(path) if path is not None else expert_dir(env_id)
@@ -112,6 +127,8 @@ def reference_returns(env_id: str) -> tuple[float, float] | None:
     These are the 0 and 100 of the normalized score (D4RL convention). Analytic experts' cards
     are read as plain JSON (they have no weights).
     """
+    from choicebc.experts.policy import ExpertLoadError, ExpertPolicy
+
     try:
         if env_id in ANALYTIC_EXPERTS:
             card = json.loads((expert_dir(env_id) / CARD_FILE).read_text())
@@ -149,6 +166,7 @@ def measure_analytic_card(env_id: str) -> dict[str, Any]:
     import mujoco
 
     from choicebc.evaluation import evaluate
+    from choicebc.experts.policy import ExpertLoadError
 
     if env_id not in ANALYTIC_EXPERTS:
         raise ExpertLoadError(
@@ -190,6 +208,8 @@ def write_analytic_card(env_id: str) -> Path:
     """
     folder = expert_dir(env_id)
     folder.mkdir(parents=True, exist_ok=True)
+    from choicebc.experts.policy import write_json_atomic
+
     path = folder / CARD_FILE
     write_json_atomic(path, measure_analytic_card(env_id))
     return path

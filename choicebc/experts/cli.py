@@ -6,14 +6,16 @@ import argparse
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from choicebc.cli import add_dataclass_arguments, dataclass_from_args
 from choicebc.experts import expert_dir, load_expert
-from choicebc.experts.policy import ExpertPolicy
-from choicebc.experts.resume import ExpertTrainError
-from choicebc.experts.train import ExpertTrainConfig, train_expert
+from choicebc.experts.config import ExpertTrainConfig, ExpertTrainError
+
+if TYPE_CHECKING:
+    from choicebc.experts.policy import ExpertPolicy
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,6 +75,8 @@ def measure_expert(policy: ExpertPolicy, episodes: int, num_envs: int, seed: int
 
 def run(args: argparse.Namespace) -> int:
     if args.expert_command == "train":
+        from choicebc.experts.train import train_expert
+
         cfg = dataclass_from_args(ExpertTrainConfig, args)
         try:
             policy = train_expert(cfg, progress=not args.no_progress)

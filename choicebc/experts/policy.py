@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from choicebc.experts import CARD_FILE
+
 WEIGHTS_FILE = "actor.safetensors"
-CARD_FILE = "card.json"
 
 ROW_BLOCK = 64
 """Rows per matrix product in :class:`MLPActor`: a batch is cut into blocks of this many rows

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from choicebc.experts.config import ExpertResumeError
+
 NETWORKS_FILE = "networks.safetensors"
 OPTIMIZERS_FILE = "optimizers.safetensors"
 BUFFER_FILE = "replay_buffer.npz"
@@ -36,14 +38,6 @@ STATE_FILE = "state.json"
 FORMAT = 1
 BUFFER_ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
 COUNTERS = ("num_timesteps", "_n_updates", "_episode_num", "_current_progress_remaining")
-
-
-class ExpertTrainError(ValueError):
-    """Expert training cannot start: a bad setting, or a run folder it cannot resume."""
-
-
-class ExpertResumeError(ExpertTrainError):
-    """A run folder's checkpoint cannot be resumed (old pickle format, other settings, damage)."""
 
 
 def _optimizers(model) -> dict[str, torch.optim.Optimizer]:

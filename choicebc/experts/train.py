@@ -20,7 +20,7 @@ from __future__ import annotations
 import csv
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import gymnasium as gym
@@ -29,52 +29,31 @@ import torch
 from tqdm.auto import tqdm
 
 from choicebc.checkpoint_folder import recover_checkpoint_folder, save_checkpoint_folder
-from choicebc.experts.policy import ExpertPolicy, MLPActor, write_json_atomic
-from choicebc.experts.resume import (
+from choicebc.experts.config import (
+    ALGOS,
+    OBJECTIVES,
     ExpertResumeError,
+    ExpertTrainConfig,
     ExpertTrainError,
-    load_training_state,
-    read_run,
-    save_training_state,
+    check_config,
 )
+from choicebc.experts.policy import ExpertPolicy, MLPActor, write_json_atomic
+from choicebc.experts.resume import load_training_state, read_run, save_training_state
 
-ALGOS = ("sac", "ppo")
-OBJECTIVES = ("maximize", "minimize")
+__all__ = [  # the settings live in choicebc.experts.config; imported from here too
+    "ALGOS",
+    "OBJECTIVES",
+    "ExpertResumeError",
+    "ExpertTrainConfig",
+    "ExpertTrainError",
+    "NegatedReward",
+    "check_config",
+    "run_dir",
+    "train_expert",
+]
+
 CHECKPOINT_DIR = "checkpoint"
 PICKLED_CHECKPOINT_FILES = ("checkpoint.zip", "replay_buffer.pkl")  # written by older versions
-
-
-@dataclass
-class ExpertTrainConfig:
-    """Settings of one expert training run (the CLI is generated from these fields)."""
-
-    env_id: str
-    """gymnasium env id, e.g. HalfCheetah-v5"""
-    algo: str = "sac"
-    """sac (default, best return per env-step) or ppo (more env-steps/s, weaker on CPU-hours)"""
-    total_steps: int = 300_000
-    """environment steps of learning"""
-    seed: int = 0
-    """seed of the env, the networks and the replay sampling"""
-    out_dir: str = "runs/experts"
-    """run folder parent; the run lives in OUT_DIR/ENV_ID"""
-    checkpoint_every: int = 20_000
-    """env steps between resumable checkpoints"""
-    eval_every: int = 20_000
-    """env steps between evaluations; the best exported actor is kept in best/"""
-    eval_episodes: int = 5
-    """episodes per periodic evaluation"""
-    hidden: tuple[int, ...] = field(default=(256, 256))
-    """actor and critic hidden layers"""
-    torch_threads: int = 1
-    """torch threads (1 lets two trainings share a 2-core machine)"""
-    objective: str = "maximize"
-    """maximize the task reward (an expert) or minimize it (a saboteur adversary)"""
-    snapshots: bool = False
-    """keep every evaluation's exported actor in snapshots/step_<N>/ (a medium demonstrator is
-    picked from them: choicebc expert medium)"""
-    stop_return: float | None = None
-    """stop once a periodic evaluation's mean return reaches this (e.g. past a medium's band)"""
 
 
 class NegatedReward(gym.RewardWrapper):
@@ -156,24 +135,6 @@ def run_settings(cfg: ExpertTrainConfig) -> dict:
     """What a checkpoint must share with the settings that resume it."""
     keys = ("env_id", "algo", "objective", "seed", "hidden")
     return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items() if k in keys}
-
-
-def check_config(cfg: ExpertTrainConfig) -> None:
-    """Raise :class:`ExpertTrainError` on a setting training cannot run with."""
-    if cfg.algo not in ALGOS:
-        raise ExpertTrainError(f"unknown algo {cfg.algo!r}; choose one of {', '.join(ALGOS)}")
-    if cfg.objective not in OBJECTIVES:
-        raise ExpertTrainError(
-            f"unknown objective {cfg.objective!r}; choose one of {', '.join(OBJECTIVES)}"
-        )
-    for name in ("checkpoint_every", "eval_every", "eval_episodes", "torch_threads"):
-        if getattr(cfg, name) < 1:
-            flag = name.replace("_", "-")
-            raise ExpertTrainError(f"--{flag} must be at least 1, got {getattr(cfg, name)}")
-    if cfg.total_steps < 0:
-        raise ExpertTrainError(f"--total-steps must be >= 0, got {cfg.total_steps}")
-    if not cfg.hidden or min(cfg.hidden) < 1:
-        raise ExpertTrainError(f"--hidden needs positive layer sizes, got {cfg.hidden}")
 
 
 def resume_step(cfg: ExpertTrainConfig, folder: Path) -> int | None:
