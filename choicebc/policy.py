@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from choicebc.heads import HEADS, Mixture, head_from_config, make_head
+from choicebc.heads.base import TARGET_RHO_MIN
 from choicebc.heads.classification import ClassifierHead
 
 # the regression head names that have a classification counterpart (discrete actions)
@@ -94,6 +95,9 @@ class BCPolicy(torch.nn.Module):
         head_kwargs: hyper-parameters passed to the head.
         n_actions: ``None`` for a Box action; ``n`` for ``Discrete(n)`` (the head then
             classifies the ``n`` action ids, and ``act_dim`` must be 1).
+        choice: how the head's mixture was chosen in training (:mod:`choicebc.choice`):
+            ``step``, ``episode`` or ``group``; :meth:`demo_quality` follows it.
+        choice_info: what decided the choice (``choice="auto"``: the probe's likelihoods).
 
     Raises:
         ValueError: a head that does not fit the action kind, or ``act_dim != 1`` with
@@ -113,8 +117,12 @@ class BCPolicy(torch.nn.Module):
         env_id: str | None = None,
         head_kwargs: dict[str, Any] | None = None,
         n_actions: int | None = None,
+        choice: str = "step",
+        choice_info: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        self.choice = choice
+        self.choice_info = dict(choice_info or {})
         self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
         self.n_actions = None if n_actions is None else int(n_actions)
         if self.n_actions is not None and (self.act_dim != 1 or self.n_actions < 2):
@@ -279,6 +287,43 @@ class BCPolicy(torch.nn.Module):
             scores.append(post.numpy())
         return np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
 
+    def demo_quality(self, demos: Any) -> np.ndarray:
+        """``(E,)`` probability that the target demonstrator drove each episode of ``demos``.
+
+        A policy trained with one choice per demonstration (``choice`` ``episode`` or
+        ``group``): the posterior of the episode's unit over the mixtures under that one
+        choice (:mod:`choicebc.choice`: the product of its steps' densities times the weights
+        at its first state), summed over the mixtures whose mean correlation over the unit's
+        states is >= 0.95 (copies of the target). With ``group``, the episodes of a group
+        share it (``demos.groups``; without groups each episode is its own). Any other
+        policy: the mean of :meth:`data_quality` over the episode's steps.
+
+        Raises:
+            ValueError: as :meth:`data_quality`.
+        """
+        lengths = np.asarray(demos.episode_lengths)
+        if self.choice == "step":
+            steps = self.data_quality(demos).astype(np.float64)
+            starts = np.cumsum(lengths) - lengths
+            return np.add.reduceat(steps, starts) / lengths if len(steps) else steps
+        from choicebc.choice import score_rows, target_mask, unit_ids, unit_log_scores
+
+        groups = getattr(demos, "groups", None) if self.choice == "group" else None
+        units, n_units = unit_ids(
+            demos.episode_ids, groups, "group" if groups is not None else "episode"
+        )
+        obs = self._obs_tensor(demos.observations)
+        actions = torch.as_tensor(np.asarray(demos.actions, dtype=np.float32))
+        if actions.shape != (len(obs), self.act_dim):
+            raise ValueError(f"actions must be (M, {self.act_dim}), got {tuple(actions.shape)}")
+        log_pi, log_density, rho = score_rows(self, obs, actions)
+        units_t = torch.from_numpy(units)
+        first = torch.from_numpy(np.asarray(demos.timesteps) == 0)
+        q = torch.softmax(unit_log_scores(log_pi, log_density, units_t, first, n_units), -1)
+        target = target_mask(rho, units_t, n_units, TARGET_RHO_MIN)
+        unit_quality = (q * target).sum(-1).numpy()
+        return unit_quality[units[np.cumsum(lengths) - lengths]]
+
     # ----------------------------------------------------------------- persistence
     def config(self) -> dict[str, Any]:
         """JSON description: dims, env id, backbone and the head's config."""
@@ -290,6 +335,8 @@ class BCPolicy(torch.nn.Module):
             "n_actions": self.n_actions,
             "hidden": list(self.hidden),
             "head": self.head.config(),
+            "choice": self.choice,
+            "choice_info": self.choice_info,
         }
 
     def save(self, folder: str | Path) -> Path:
@@ -357,7 +404,11 @@ class BCPolicy(torch.nn.Module):
                     if k not in ("name", "in_features", "out_features")
                 },
                 n_actions=config.get("n_actions"),
+                choice=config.get("choice", "step"),
+                choice_info=config.get("choice_info"),
             )
+            if policy.choice not in ("step", "episode", "group"):
+                raise ValueError(f"unknown choice {policy.choice!r}")
         except (KeyError, TypeError, ValueError) as exc:  # e.g. a Box head with n_actions
             raise PolicyLoadError(f"inconsistent policy config {config_path}: {exc}") from exc
         try:

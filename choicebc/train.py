@@ -18,18 +18,30 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from choicebc.policy import BCPolicy
+from choicebc.choice import (
+    ChoiceSchedule,
+    ChoiceTraining,
+    choice_log_likelihoods,
+    pick_choice,
+    unit_ids,
+    validate_choice,
+)
+from choicebc.policy import BCPolicy, resolve_head_name
 
 TRAINER_STATE = "trainer_state.pt"
 VAL_MAX_TRANSITIONS = 10_000
 """Periodic validation scores at most this many held-out transitions (a fixed, seeded subset):
 on 1 M demos the full 5 % hold-out cost ~15 % of the training time (``choicebc bench train``)."""
+PROBE_MIN_STEPS = 500
+"""``choice="auto"``: fewest steps of the probe (an undertrained probe's densities are too broad
+to tell one choice per step from one per episode)"""
 LOG_FIELDS = ["step", "loss", "val_loss", "val_clean_mse", "lr", "steps_per_s"]
 
 
@@ -66,6 +78,16 @@ class TrainConfig:
     """train only on steps whose ground-truth label says the expert acted (the oracle)"""
     torch_threads: int = 0
     """torch intra-op threads (0: torch's default)"""
+    choice: str = "auto"
+    """ChoiceNet's choice of mixture: step (eq. (6), per step), episode or group (one choice
+    per demonstration / per operator group), auto (picked per dataset); other heads: step"""
+    choice_horizon: int = 5
+    """first steps of every episode that decide a demonstration's choice at first"""
+    choice_warmup: float = 0.1
+    """share of the steps spent on the per-step warm-up over the first steps (and, for
+    choice=auto, on the probe that picks the choice)"""
+    choice_grow: float = 0.5
+    """share of the steps by which the choice's horizon covers whole episodes"""
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
@@ -93,6 +115,22 @@ def split_episodes(
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
+def sample_rows(
+    n: int, batch_size: int, generator: torch.Generator, cdf: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``(B,)`` rows drawn with replacement from ``n``: uniform, or weighted by ``cdf``.
+
+    Args:
+        cdf: ``(n,) float64`` cumulative sample weights ending at 1 (see :func:`weights_cdf`);
+            a row is drawn with probability proportional to its weight.
+    """
+    if cdf is None:
+        return torch.randint(n, (batch_size,), generator=generator)
+    # inverse-CDF sampling: O(B log M) per batch, where torch.multinomial is O(M)
+    u = torch.rand(batch_size, generator=generator, dtype=torch.float64)
+    return torch.searchsorted(cdf, u, right=True).clamp_max(n - 1)
+
+
 def sample_batch(
     obs: torch.Tensor,
     actions: torch.Tensor,
@@ -100,18 +138,8 @@ def sample_batch(
     generator: torch.Generator,
     cdf: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A batch (with replacement) from in-memory tensors: uniform, or weighted by ``cdf``.
-
-    Args:
-        cdf: ``(M,) float64`` cumulative sample weights ending at 1 (see :func:`weights_cdf`);
-            a row is drawn with probability proportional to its weight.
-    """
-    if cdf is None:
-        idx = torch.randint(len(obs), (batch_size,), generator=generator)
-    else:
-        # inverse-CDF sampling: O(B log M) per batch, where torch.multinomial is O(M)
-        u = torch.rand(batch_size, generator=generator, dtype=torch.float64)
-        idx = torch.searchsorted(cdf, u, right=True).clamp_max(len(obs) - 1)
+    """A batch (with replacement) from in-memory tensors: rows from :func:`sample_rows`."""
+    idx = sample_rows(len(obs), batch_size, generator, cdf)
     return obs.index_select(0, idx), actions.index_select(0, idx)  # ~2x obs[idx]
 
 
@@ -155,11 +183,18 @@ def _demo_arrays(demos: Any) -> dict[str, np.ndarray]:
         raise ValueError("demos contain NaN or inf observations/actions; clean them first")
     corrupt = getattr(demos, "is_corrupt", None)
     episode_ids = getattr(demos, "episode_ids", None)
+    episode_ids = np.arange(len(obs)) if episode_ids is None else np.asarray(episode_ids)
+    if episode_ids.shape != (len(obs),):
+        raise ValueError(f"episode_ids must have one entry per transition ({len(obs)})")
+    starts = np.flatnonzero(np.r_[True, episode_ids[1:] != episode_ids[:-1]])
+    run_lengths = np.diff(np.r_[starts, len(obs)])
     return {
         "obs": obs,
         "actions": actions,
         "is_corrupt": None if corrupt is None else np.asarray(corrupt, dtype=bool),
-        "episode_ids": np.arange(len(obs)) if episode_ids is None else np.asarray(episode_ids),
+        "episode_ids": episode_ids,
+        # step index within the episode (episodes are stored contiguously, in order)
+        "timesteps": np.arange(len(obs)) - np.repeat(starts, run_lengths),
     }
 
 
@@ -200,6 +235,80 @@ def _save_checkpoint(folder: Path, policy: BCPolicy, state: dict[str, Any]) -> N
         old.rmdir()
     else:
         os.replace(tmp_dir, folder)
+
+
+def _schedule(cfg: TrainConfig) -> ChoiceSchedule:
+    return ChoiceSchedule(cfg.choice_horizon, cfg.choice_warmup, cfg.choice_grow)
+
+
+def _resolve_choice(
+    cfg: TrainConfig,
+    demos: Any,
+    data: dict[str, np.ndarray],
+    train_idx: np.ndarray,
+    n_actions: int | None,
+    env_id: str | None,
+    head_kwargs: dict[str, Any] | None,
+) -> tuple[str, dict[str, Any]]:
+    """The choice this run trains with (``auto`` decided by :func:`_probe_choice`) and what
+    decided it."""
+    head = resolve_head_name(cfg.head, n_actions)
+    validate_choice(cfg.choice, head, n_actions is not None)
+    _schedule(cfg)  # validates the schedule's fields
+    if cfg.choice != "auto":
+        return cfg.choice, {}
+    if head != "choicenet" or n_actions is not None:
+        return "step", {}
+    return _probe_choice(cfg, demos, data, train_idx, env_id, head_kwargs)
+
+
+def _probe_choice(
+    cfg: TrainConfig,
+    demos: Any,
+    data: dict[str, np.ndarray],
+    train_idx: np.ndarray,
+    env_id: str | None,
+    head_kwargs: dict[str, Any] | None,
+) -> tuple[str, dict[str, Any]]:
+    """``choice="auto"``: the per-step warm-up model, fitted alone on the first
+    ``choice_horizon`` steps of every training episode, then the likelihood of those steps
+    under one choice per step, per episode (and per group) with its densities
+    (:func:`choicebc.choice.pick_choice`)."""
+    rows = train_idx[data["timesteps"][train_idx] < cfg.choice_horizon]
+    groups = getattr(demos, "groups", None)
+    probe_steps = min(cfg.steps, max(PROBE_MIN_STEPS, int(cfg.choice_warmup * cfg.steps)))
+    probe_cfg = TrainConfig(
+        **{
+            **asdict(cfg),
+            "choice": "step",
+            "steps": probe_steps,
+            "val_fraction": 0.0,
+            "clean_only": False,
+        }
+    )
+    probe = SimpleNamespace(
+        observations=data["obs"][rows],
+        actions=data["actions"][rows],
+        episode_ids=data["episode_ids"][rows],
+        action_low=getattr(demos, "action_low", None),
+        action_high=getattr(demos, "action_high", None),
+    )
+    policy = train_bc(
+        probe, config=probe_cfg, progress=False, env_id=env_id, head_kwargs=head_kwargs
+    )
+    unit_sets = {"episode": unit_ids(data["episode_ids"], None, "episode")}
+    if groups is not None:
+        unit_sets["group"] = unit_ids(data["episode_ids"], groups, "group")
+    unit_sets = {name: (units[rows], n) for name, (units, n) in unit_sets.items()}
+    log_liks = choice_log_likelihoods(
+        policy,
+        torch.from_numpy(data["obs"][rows]),
+        torch.from_numpy(data["actions"][rows]),
+        data["timesteps"][rows],
+        unit_sets,
+    )
+    chosen = pick_choice(log_liks)
+    return chosen, {"requested": "auto", "log_lik_per_step": log_liks, "probe_steps": probe_steps}
 
 
 @torch.no_grad()
@@ -273,6 +382,10 @@ def train_bc(
         keep = ~data["is_corrupt"]
         data = {k: (v[keep] if v is not None else None) for k, v in data.items()}
     train_idx, val_idx = split_episodes(data["episode_ids"], cfg.val_fraction, cfg.seed)
+    n_actions = getattr(demos, "n_actions", None)
+    choice, choice_info = _resolve_choice(
+        cfg, demos, data, train_idx, n_actions, env_id, head_kwargs
+    )
     if len(val_idx) > VAL_MAX_TRANSITIONS:  # same subset every log row (and after --resume)
         pick = np.random.default_rng(cfg.seed).choice(len(val_idx), VAL_MAX_TRANSITIONS, False)
         val_idx = val_idx[np.sort(pick)]
@@ -303,8 +416,22 @@ def train_bc(
         action_high=high,
         env_id=env_id or getattr(demos, "env_id", None),
         head_kwargs=head_kwargs,
-        n_actions=getattr(demos, "n_actions", None),
+        n_actions=n_actions,
+        choice=choice,
+        choice_info=choice_info,
     )
+    trainer = None
+    if choice in ("episode", "group"):
+        units, n_units = unit_ids(data["episode_ids"], getattr(demos, "groups", None), choice)
+        trainer = ChoiceTraining(
+            units[train_idx],
+            data["timesteps"][train_idx],
+            n_units,
+            policy.head.k,
+            cfg.steps,
+            cfg.batch_size,
+            _schedule(cfg),
+        )
     optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     out = Path(out) if out is not None else None
@@ -320,6 +447,8 @@ def train_bc(
             optimizer.load_state_dict(state["optimizer"])
             generator.set_state(state["generator"])
             torch.set_rng_state(state["torch_rng"])
+            if trainer is not None:
+                trainer.load_state_dict(state["choice"])
             start = int(state["step"])
             _truncate_log(log_path, start)
         elif resume:
@@ -347,6 +476,8 @@ def train_bc(
             "generator": generator.get_state(),
             "torch_rng": torch.get_rng_state(),
         }
+        if trainer is not None:
+            state["choice"] = trainer.state_dict()
         _save_checkpoint(ckpt_dir, policy, state)
 
     policy.train()
@@ -354,12 +485,21 @@ def train_bc(
         total=cfg.steps, initial=start, desc=f"train {cfg.head}", disable=not progress, leave=False
     )
     t0, s0 = time.perf_counter(), start
+    if trainer is not None and sample_weights is not None:
+        raise ValueError("sample_weights and choice='episode'/'group' cannot be combined")
     for step in range(start, cfg.steps):
         for group in optimizer.param_groups:
             group["lr"] = lr_at(cfg, step)
         policy.head.set_progress(step, cfg.steps)
-        obs_b, act_b = sample_batch(train_obs, train_act, cfg.batch_size, generator, train_cdf)
-        loss = policy.head.training_loss(policy.features(obs_b), act_b)
+        weights: dict[str, Any] = {}
+        if trainer is None:
+            obs_b, act_b = sample_batch(train_obs, train_act, cfg.batch_size, generator, train_cdf)
+        else:  # one choice per demonstration: rows in the horizon, the units' responsibilities
+            trainer.before_step(step, policy, train_obs, train_act)
+            rows = trainer.sample(step, generator)
+            obs_b, act_b = train_obs.index_select(0, rows), train_act.index_select(0, rows)
+            weights = trainer.loss_weights(rows)
+        loss = policy.head.training_loss(policy.features(obs_b), act_b, **weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         # NaN/inf guard, per step on the loss only: a non-finite gradient with a finite loss

@@ -402,6 +402,40 @@ def test_fused_training_loss_equals_the_reference_loss_and_its_gradients(hparams
         assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("with_resp", [True, False])
+def test_fused_loss_with_fixed_responsibilities_equals_the_reference(with_resp, training):
+    """The demonstration-level choice's M-step (fixed responsibilities, per-step L2 and KL
+    weights) through the fused node equals autograd through forward() + loss()."""
+    head = seeded_head("choicenet", seed=5).double().train(training)
+    with torch.no_grad():
+        head.block.weight.mul_(5.0)
+    h = features(n=64).double().requires_grad_()
+    y = torch.randn(64, D, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(3)
+    resp = torch.softmax(3 * torch.randn(64, head.k, generator=gen, dtype=torch.float64), -1)
+    resp = resp if with_resp else None
+    l2_w = torch.rand(64, generator=gen, dtype=torch.float64)
+    l2_w = None if with_resp and training else l2_w  # None with resp: the target family's share
+    kl_w = (torch.rand(64, generator=gen) < 0.3).double()
+    params = [h, *head.parameters()]
+    torch.manual_seed(7)
+    ref = head.loss(head(h), y, resp, l2_w, kl_w)
+    ref_grads = torch.autograd.grad(ref, params)
+    torch.manual_seed(7)
+    fused = head.training_loss(h, y, resp, l2_w, kl_w)
+    fused_grads = torch.autograd.grad(fused, params)
+    assert torch.allclose(fused, ref, rtol=1e-12, atol=0)
+    for a, b in zip(fused_grads, ref_grads, strict=True):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+    # unit weights and no responsibilities: exactly the per-step loss
+    ones = torch.ones(64, dtype=torch.float64)
+    torch.manual_seed(7)
+    plain = head.training_loss(h, y)
+    torch.manual_seed(7)
+    assert torch.allclose(head.training_loss(h, y, None, ones, ones), plain, rtol=1e-12)
+
+
 @pytest.mark.parametrize("scale", [1e-4, 1e4])
 @pytest.mark.parametrize("rho_bias", [0.0, 50.0, -50.0])
 def test_fused_training_loss_stays_finite_for_extreme_features_and_saturated_rho(scale, rho_bias):

@@ -150,7 +150,9 @@ def test_train_bc_steps_the_heads_lambda1_schedule(monkeypatch):
         return fused(head, h, y)
 
     monkeypatch.setattr(ChoiceNetHead, "training_loss", recording)
-    cfg = TrainConfig(steps=20, batch_size=32, hidden=(8,), log_every=10, torch_threads=1)
+    cfg = TrainConfig(
+        steps=20, batch_size=32, hidden=(8,), log_every=10, torch_threads=1, choice="step"
+    )
     kwargs = {"lambda1": 0.1, "lambda1_start": 2.0, "lambda1_anneal": 0.5}
     policy = train_bc(toy_demos(200), config=cfg, progress=False, head_kwargs=kwargs)
     assert seen == pytest.approx([lambda1_schedule(0.1, 2.0, 0.5, t, 20) for t in range(20)])
@@ -159,7 +161,9 @@ def test_train_bc_steps_the_heads_lambda1_schedule(monkeypatch):
 
 def test_resume_gives_the_same_result_as_uninterrupted(tmp_path, monkeypatch):
     demos = toy_demos(600)
-    cfg = TrainConfig(steps=40, batch_size=32, hidden=(16,), log_every=10, checkpoint_every=20)
+    cfg = TrainConfig(
+        steps=40, batch_size=32, hidden=(16,), log_every=10, checkpoint_every=20, choice="step"
+    )
     full = train_bc(demos, config=cfg, out=tmp_path / "a", progress=False)
 
     calls = {"n": 0}
@@ -184,7 +188,7 @@ def test_resume_gives_the_same_result_as_uninterrupted(tmp_path, monkeypatch):
 
 def test_nan_batch_triggers_the_guard_and_keeps_the_checkpoint(tmp_path, monkeypatch):
     demos = toy_demos(600)
-    cfg = TrainConfig(steps=40, batch_size=32, hidden=(16,), checkpoint_every=10)
+    cfg = TrainConfig(steps=40, batch_size=32, hidden=(16,), checkpoint_every=10, choice="step")
     calls = {"n": 0}
     real = train_mod.sample_batch
 
@@ -208,7 +212,7 @@ def test_nan_batch_triggers_the_guard_and_keeps_the_checkpoint(tmp_path, monkeyp
 def test_a_bad_step_with_a_finite_loss_never_reaches_a_checkpoint(tmp_path, monkeypatch):
     # an inf gradient under a finite loss: the optimizer step leaves NaN parameters behind
     demos = toy_demos(600)
-    cfg = TrainConfig(steps=40, batch_size=32, hidden=(16,), checkpoint_every=10)
+    cfg = TrainConfig(steps=40, batch_size=32, hidden=(16,), checkpoint_every=10, choice="step")
     calls = {"n": 0}
     real_step = torch.optim.Adam.step
 

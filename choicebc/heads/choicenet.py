@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from choicebc.heads.base import VAR_FLOOR, Head, Mixture, register_head
+from choicebc.heads.base import TARGET_RHO_MIN, VAR_FLOOR, Head, Mixture, register_head
 from choicebc.heads.cholesky import ONE_MINUS_RHO2_FLOOR, cholesky_transform, one_minus_rho2
 
 LOG_SIGMA0_MAX = 8.0
@@ -248,23 +248,58 @@ class ChoiceNetHead(Head):
             sigma_z=torch.ones_like(r),
         )
 
-    def loss(self, mixture: Mixture, y: Tensor) -> Tensor:
+    def loss(
+        self,
+        mixture: Mixture,
+        y: Tensor,
+        resp: Tensor | None = None,
+        l2_weight: Tensor | None = None,
+        kl_weight: Tensor | None = None,
+    ) -> Tensor:
         """``lambda1 ||y - mu_1||^2 + lambda2 NLL`` (eq. (7)) ``+ kl_weight KL`` (eq. (8)), means
-        over the batch; ``y (N, D)``. Same value as :meth:`Mixture.log_prob`, fewer ops."""
+        over the batch; ``y (N, D)``. Same value as :meth:`Mixture.log_prob`, fewer ops.
+
+        With ``resp (N, K)`` — fixed responsibilities, one row per step, from a choice made per
+        demonstration (:mod:`choicebc.choice`) — the NLL is EM's expected complete-data one,
+        ``-sum_k resp_k (log pi_k + log N(y; mu_k, var_k))``, whose gradient at ``resp`` = the
+        demonstration's posterior is that of the demonstration's own log-likelihood.
+        ``l2_weight (N,)`` and ``kl_weight (N,)`` scale each step's L2 and KL terms; by default
+        1, and with ``resp`` the L2 weight is the responsibility of the target's family (the
+        mixtures with ``rho_k >= 0.95``, copies of the target), so that ``mu_1`` is pulled
+        towards every step its demonstration gives the target, whichever copy took it.
+        """
         sq = (y.unsqueeze(1) - mixture.mu) ** 2  # (N, K, D)
         log_density = torch.addcdiv(mixture.var.log(), sq, mixture.var).sum(-1)  # x (-1/2), + c
-        log_lik = torch.logsumexp(mixture.log_pi - 0.5 * log_density, dim=-1).mean()  # + c
-        l2 = sq[:, 0].sum(-1).mean()  # eq. (7), first term: ||y - mu_1||^2
+        joint = mixture.log_pi - 0.5 * log_density  # (N, K)
+        if resp is None:
+            log_lik = torch.logsumexp(joint, dim=-1).mean()  # + c
+        else:
+            log_lik = (resp * joint).sum(-1).mean()
+        if resp is not None and l2_weight is None:
+            family = (mixture.rho >= TARGET_RHO_MIN).to(resp.dtype)
+            family[:, 0] = 1.0
+            l2_weight = (resp * family).sum(-1).detach()
+        l2_rows = sq[:, 0].sum(-1)  # eq. (7), first term: ||y - mu_1||^2
+        l2 = (l2_rows if l2_weight is None else l2_weight * l2_rows).mean()
         rho = mixture.rho.detach() if self.kl_stop_grad_rho else mixture.rho
         log_rho_bar = torch.log_softmax(rho, dim=-1)
-        kl = F.kl_div(mixture.log_pi, log_rho_bar, reduction="batchmean", log_target=True)  # (8)
+        kl_rows = F.kl_div(mixture.log_pi, log_rho_bar, reduction="none", log_target=True)
+        kl_rows = kl_rows.sum(-1)  # eq. (8), per step
+        kl = (kl_rows if kl_weight is None else kl_weight * kl_rows).mean()
         # eq. (7): lambda1 L2 + lambda2 NLL; eq. (8): + kl_weight KL(softmax(rho) || pi)
         nll = 0.5 * self._log_2pi_d - log_lik
         return self.lambda1 * l2 + self.lambda2 * nll + self.kl_weight * kl
 
-    def training_loss(self, h: Tensor, y: Tensor) -> Tensor:
-        """``loss(self(h), y)`` in one fused autograd node: the same noise draw, value and
-        gradients (up to float rounding).
+    def training_loss(
+        self,
+        h: Tensor,
+        y: Tensor,
+        resp: Tensor | None = None,
+        l2_weight: Tensor | None = None,
+        kl_weight: Tensor | None = None,
+    ) -> Tensor:
+        """``loss(self(h), y, resp, l2_weight, kl_weight)`` in one fused autograd node: the
+        same noise draw, value and gradients (up to float rounding).
 
         The head's tensors are small ((N, K, D) = 256 x 5 x 6 in a BC step), so its cost is the
         ~40 operators of :meth:`forward` + :meth:`loss` and their ~40 autograd nodes, not
@@ -275,14 +310,22 @@ class ChoiceNetHead(Head):
         """
         mode = self.sampling if self.training else "mean"
         if mode == "sample":
-            return self.loss(self(h), y)
+            return self.loss(self(h), y, resp, l2_weight, kl_weight)
         out = self.block(h)
         n, d, k = h.shape[0], self.out_features, self.k
         eps = None
         if mode == "closed_form":  # the numbers forward() draws, laid out batch-last
             eps = torch.randn(n, k - 1, d, dtype=out.dtype, device=out.device)
             eps = eps.permute(1, 2, 0).contiguous()
-        return _FusedChoiceNetLoss.apply(out, h, y, eps, self)
+        weights = None
+        if resp is not None or l2_weight is not None or kl_weight is not None:
+            ones = out.new_ones(n)
+            weights = (
+                None if resp is None else resp.t().contiguous(),  # (K, N)
+                l2_weight if l2_weight is not None or resp is not None else ones,
+                ones if kl_weight is None else kl_weight,
+            )
+        return _FusedChoiceNetLoss.apply(out, h, y, eps, self, weights)
 
     def set_progress(self, step: int, total: int) -> None:
         """Before training step ``step`` of ``total``: eq. (7)'s lambda1 on its schedule
@@ -308,10 +351,13 @@ class _FusedChoiceNetLoss(torch.autograd.Function):
     ``eps (K-1, D, N)`` is the closed-form noise (None: none); its per-example std
     ``sigma_Z ||[h, 1]||`` is computed here from the features ``h (N, Q)``, whose gradient
     through it this returns (the block's gradient to ``h`` is added by autograd).
+    ``weights`` is None or ``(resp (K, N) | None, l2_weight (N,), kl_weight (N,))``, as in
+    :meth:`ChoiceNetHead.loss`: fixed responsibilities replace the posterior, whose place they
+    take in the backward too.
     """
 
     @staticmethod
-    def forward(ctx, out, h, y, eps, head):  # noqa: D102 (autograd protocol)
+    def forward(ctx, out, h, y, eps, head, weights=None):  # noqa: D102 (autograd protocol)
         d, k, n = head.out_features, head.k, out.shape[0]
         o = out.t().contiguous()  # (2D + 2K - 1, N)
         t, a, b, c = o.split(head._split, dim=0)  # row blocks: contiguous
@@ -333,38 +379,70 @@ class _FusedChoiceNetLoss(torch.autograd.Function):
         sq_inv = (diff * diff).mul_(inv)
         lp = torch.log_softmax(b, dim=0)  # (K, N)
         log_lik_k = torch.add(lp, var.log_().add_(sq_inv).sum(1), alpha=-0.5)  # (K, N) + c
-        peak = log_lik_k.amax(0)
-        resp = log_lik_k.sub_(peak).exp_()
-        total = resp.sum(0)
-        resp.div_(total)  # posterior over mixtures
-        log_lik = total.log_().add_(peak)  # (N,)
+        fixed, l2_w, kl_w = (None, None, None) if weights is None else weights
+        if fixed is not None and l2_w is None:  # the target family's responsibility
+            family = F.pad((r >= TARGET_RHO_MIN).to(fixed.dtype), (0, 0, 1, 0), value=1.0)
+            l2_w = (fixed * family).sum(0)
+        if fixed is None:
+            peak = log_lik_k.amax(0)
+            resp = log_lik_k.sub_(peak).exp_()
+            total = resp.sum(0)
+            resp.div_(total)  # posterior over mixtures
+            log_lik = total.log_().add_(peak)  # (N,)
+        else:  # EM: the expected complete-data log-likelihood under the given responsibilities
+            resp = fixed
+            log_lik = (fixed * log_lik_k).sum(0)
         lrb = torch.log_softmax(F.pad(r, (0, 0, 1, 0), value=1.0), dim=0)
         pbar = lrb.exp()
-        kl = torch.sub(lrb, lp).mul_(pbar).sum()
-        l2 = (diff[0] * diff[0]).sum()
-        loss = (head.lambda1 * l2 + head.kl_weight * kl - head.lambda2 * log_lik.sum()) / n
-        loss += head.lambda2 * 0.5 * head._log_2pi_d
+        kl_n = torch.sub(lrb, lp).mul_(pbar).sum(0)  # (N,)
+        l2_n = (diff[0] * diff[0]).sum(0)
+        if weights is not None:
+            kl_n, l2_n = kl_n * kl_w, l2_n * l2_w
+        loss = (head.lambda1 * l2_n.sum() + head.kl_weight * kl_n.sum()) / n
+        loss = loss - head.lambda2 * log_lik.sum() / n + head.lambda2 * 0.5 * head._log_2pi_d
         ctx.head = head
         ctx.save_for_backward(
-            h, t, r, om, sig0, c, diff, inv, sq_inv, resp, lp, lrb, pbar, eps, sq_om, h_norm
+            h,
+            t,
+            r,
+            om,
+            sig0,
+            c,
+            diff,
+            inv,
+            sq_inv,
+            resp,
+            lp,
+            lrb,
+            pbar,
+            eps,
+            sq_om,
+            h_norm,
+            l2_w,
+            kl_w,
         )
         return loss
 
     @staticmethod
     def backward(ctx, grad):  # noqa: D102
-        h, t, r, om, sig0, c, diff, inv, sq_inv, resp, lp, lrb, pbar, eps, sq_om, h_norm = (
-            ctx.saved_tensors
+        (h, t, r, om, sig0, c, diff, inv, sq_inv, resp, lp, lrb, pbar, eps, sq_om, h_norm) = (
+            ctx.saved_tensors[:16]
         )
+        l2_w, kl_w = ctx.saved_tensors[16:]
         head = ctx.head
         g = float(grad) / t.shape[1]
         g_nll = resp.mul(head.lambda2 * g)  # (K, N): -dLoss/dlog_lik_k
         # d/dmu of -lambda2 log_lik: -g_nll diff / var; of lambda1 ||y - mu_1||^2: -2 diff_1
         g_mu = (g_nll.unsqueeze(1) * inv).mul_(diff).neg_()
-        g_mu[0].add_(diff[0], alpha=-2.0 * head.lambda1 * g)
+        if l2_w is None:
+            g_mu[0].add_(diff[0], alpha=-2.0 * head.lambda1 * g)
+        else:
+            g_mu[0].addcmul_(diff[0], l2_w, value=-2.0 * head.lambda1 * g)
         # d/dvar of -lambda2 log_lik: g_nll (1/var - diff^2/var^2) / 2
         g_var = torch.rsub(sq_inv, 1.0).mul_(inv).mul_((0.5 * g_nll).unsqueeze(1))
         # log_softmax(b) gets the NLL's and the KL's (-sum pbar lp) gradient
-        g_lp = torch.add(g_nll, pbar, alpha=head.kl_weight * g).neg_()
+        pbar_kl = pbar if kl_w is None else pbar * kl_w
+        g_lp = torch.add(g_nll, pbar_kl, alpha=head.kl_weight * g).neg_()
         g_b = torch.addcmul(g_lp, lp.exp(), g_lp.sum(0), value=-1.0)
         g_rest = g_mu[1:]  # (K-1, D, N), mu_k = r_k t + sqrt(1 - r_k^2) scale eps_k
         g_t = g_mu[0] if head.isolate_target else (r.unsqueeze(1) * g_rest).sum(0).add_(g_mu[0])
@@ -379,8 +457,8 @@ class _FusedChoiceNetLoss(torch.autograd.Function):
         # om = 1 - r^2 (its floor only binds at r = +-1 exactly, where g_a below is 0 anyway)
         g_r.addcmul_(r, g_om, value=-2.0)
         if not head.kl_stop_grad_rho:  # KL(softmax(rho) || pi) reaches rho through lrb
-            g_lrb = torch.sub(lrb, lp).add_(1.0).mul_(pbar).mul_(head.kl_weight * g)
+            g_lrb = torch.sub(lrb, lp).add_(1.0).mul_(pbar_kl).mul_(head.kl_weight * g)
             g_r.add_(torch.addcmul(g_lrb, pbar, g_lrb.sum(0), value=-1.0)[1:])
         g_a = g_r.mul_(om[1:])  # tanh' = 1 - r^2
         g_c = (g_var * om.unsqueeze(1)).sum(0).mul_(sig0).masked_fill_(c > LOG_SIGMA0_MAX, 0.0)
-        return torch.cat([g_t, g_a, g_b, g_c], dim=0).t(), g_h, None, None, None
+        return torch.cat([g_t, g_a, g_b, g_c], dim=0).t(), g_h, None, None, None, None

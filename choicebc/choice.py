@@ -1,0 +1,328 @@
+"""One choice of mixture per demonstration: ChoiceNet for demonstrators that drive whole episodes.
+
+The per-step head (eq. (6)) lets every step pick its own mixture. When a bad demonstrator
+drives *whole episodes*, that cannot work: outside the first steps no state holds both a clean
+and a corrupt action, so the corrupt episodes are self-consistent and the target mixture
+learns them too. What identifies them is that both drivers start from the same initial-state
+distribution and that **one episode is driven by one demonstrator**. Here the latent choice
+``z_u`` of mixture is made once per *unit* -- an episode, or a group of episodes (an operator
+id, ``DemoSet.groups``) -- and the unit's likelihood is the product of eq. (6)'s per-step
+densities under that one choice::
+
+    p(A_u | S_u) = sum_k w_uk prod_{t in u} N(a_t; mu_k(s_t), var_k(s_t))
+    log w_uk     = log_softmax_k( mean over the unit's episodes of log pi_k(s_0) )
+
+The Cholesky tie ``mu_k = rho_k(s) mu_1(s)`` stays, so a unit explained by a ``rho = -1``
+mixture teaches ``mu_1`` the negation of its actions: a flipped episode becomes usable data.
+The episode-level weights are ``pi`` at the units' first states, and eq. (8)'s KL is applied
+there only (:meth:`ChoiceTraining.loss_weights`).
+
+Training is EM with minibatches (:class:`ChoiceTraining`): the E-step computes each unit's
+posterior ``q_u`` over the mixtures; the M-step is the per-step loss with ``q_u`` as fixed
+responsibilities (``ChoiceNetHead.loss(resp=...)``), whose gradient at ``q`` = the posterior is
+that of the units' log-likelihood. Started naively this collapses (every unit to one broad
+mixture, or the bad units locked onto the target by their many self-consistent later steps:
+docs/design-notes.md). So the evidence grows from the first steps outward:
+
+1. warm-up: the per-step ChoiceNet on the first ``horizon`` steps of every episode only, near
+   the states both drivers share, where the majority defines the target;
+2. an E-step over the first step of every episode alone assigns the units: from the second
+   step on a driver is already in states of its own, where the warm-up has fitted its actions
+   to the target, and a few such steps outvote the first (docs/design-notes.md);
+3. the E-step's horizon grows geometrically to whole episodes, with an E-step whenever the
+   rows that train have been drawn about once; the rows that train are the warm-up's, or the
+   E-step's horizon once it is longer, so every step the E-step counts has been fitted under
+   the current choice first.
+
+``choice="auto"`` (:func:`decide_choice`) fits the warm-up model alone and compares, on the
+same first steps and the same per-step densities, the likelihood of one choice per step with
+that of one choice per unit; the more restrictive structure wins when it explains the data at
+least as well.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+CHOICES = ("step", "episode", "group", "auto")
+"""``step``: eq. (6) per step; ``episode``/``group``: one choice per episode / per group of
+episodes; ``auto``: picked per dataset (:func:`decide_choice`)."""
+AUTO_MARGIN = 0.05
+"""nats per step by which one choice per unit must beat one per step for ``auto`` to take it
+(docs/design-notes.md: the criterion's values on clean, step- and episode-corrupted sets)."""
+ESTEP_MIN_INTERVAL = 50
+"""fewest optimizer steps between two E-steps"""
+CHUNK = 65_536
+
+
+class ChoiceError(ValueError):
+    """A ``choice`` that does not fit the head or the demonstrations (the message says why)."""
+
+
+@dataclass(frozen=True)
+class ChoiceSchedule:
+    """When the demonstration-level choice decides what.
+
+    Attributes:
+        horizon: first steps of every episode the warm-up trains on and the first E-step
+            counts (the states both drivers share).
+        warmup: share of the training steps spent on the per-step warm-up.
+        grow: share of the training steps by which the horizon covers whole episodes.
+    """
+
+    horizon: int = 5
+    warmup: float = 0.1
+    grow: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.horizon < 1:
+            raise ChoiceError(f"choice horizon must be >= 1 step, got {self.horizon}")
+        if not 0.0 <= self.warmup <= self.grow <= 1.0:
+            raise ChoiceError(f"need 0 <= choice warmup ({self.warmup}) <= grow ({self.grow}) <= 1")
+
+
+def validate_choice(choice: str, head: str, discrete: bool) -> None:
+    """Raise :class:`ChoiceError` unless ``choice`` can train ``head``."""
+    if choice not in CHOICES:
+        raise ChoiceError(f"choice must be one of {CHOICES}, got {choice!r}")
+    if choice in ("episode", "group") and (head != "choicenet" or discrete):
+        raise ChoiceError(
+            f"choice={choice!r} is a choice of ChoiceNet mixture: it needs head='choicenet' on "
+            "continuous actions (use choice='step' with other heads)"
+        )
+
+
+def unit_ids(
+    episode_ids: np.ndarray, groups: np.ndarray | None, choice: str
+) -> tuple[np.ndarray, int]:
+    """``(M,) int64`` unit of every transition and the number of units.
+
+    Args:
+        episode_ids: ``(M,) int64`` episode (0 .. E-1) of every transition.
+        groups: ``(E,)`` group (operator id) of every episode, or None.
+        choice: ``episode`` (a unit is an episode) or ``group`` (units are the groups,
+            numbered in order of first appearance).
+
+    Raises:
+        ChoiceError: ``group`` without ``groups``, or ``groups`` of the wrong length.
+    """
+    episode_ids = np.asarray(episode_ids, dtype=np.int64)
+    n_episodes = int(episode_ids.max()) + 1 if len(episode_ids) else 0
+    if choice != "group":
+        return episode_ids, n_episodes
+    if groups is None:
+        raise ChoiceError(
+            "choice='group' needs a per-episode group (operator id): set DemoSet.groups, "
+            "or use choice='episode'"
+        )
+    groups = np.asarray(groups)
+    if groups.shape != (n_episodes,):
+        raise ChoiceError(
+            f"groups has shape {groups.shape}, expected ({n_episodes},): one per episode"
+        )
+    _, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
+    rank = np.argsort(np.argsort(first))  # number groups by first appearance
+    return rank[inverse.reshape(-1)][episode_ids].astype(np.int64), len(first)
+
+
+def unit_log_scores(
+    log_pi: Tensor, log_density: Tensor, units: Tensor, first: Tensor, n_units: int
+) -> Tensor:
+    """``(U, K)`` joint log-score ``log w_uk + sum_t log N_tk`` of each unit under each mixture.
+
+    Args:
+        log_pi: ``(N, K)`` per-step log mixture weights.
+        log_density: ``(N, K)`` per-step ``log N(a_t; mu_k(s_t), var_k(s_t))``.
+        units: ``(N,) int64`` unit of each step.
+        first: ``(N,) bool`` the step is an episode's first (its ``pi`` is the episode's weight).
+        n_units: U.
+    """
+    k = log_pi.shape[1]
+    dens = log_density.new_zeros(n_units, k).index_add_(0, units, log_density)
+    prior = log_pi.new_zeros(n_units, k).index_add_(0, units[first], log_pi[first])
+    count = log_pi.new_zeros(n_units).index_add_(0, units[first], log_pi.new_ones(int(first.sum())))
+    has_first = count > 0
+    prior[has_first] = torch.log_softmax(prior[has_first] / count[has_first, None], dim=-1)
+    prior[~has_first] = -math.log(k)  # a unit whose first step lies outside the rows: uniform
+    return dens + prior
+
+
+def demo_log_likelihood(scores: Tensor) -> Tensor:
+    """``(U,)`` each unit's log-likelihood ``log sum_k w_uk prod_t N_tk`` from its scores."""
+    return torch.logsumexp(scores, dim=-1)
+
+
+@torch.no_grad()
+def score_rows(policy: Any, obs: Tensor, actions: Tensor, rows: Tensor | None = None):
+    """Per-step ``log_pi, log_density, rho`` ``(N, K)`` of the policy's eval-mode mixture
+    (``mu_k = rho_k mu_1``, no sampling noise), in chunks; ``rows`` selects transitions."""
+    was_training = policy.training
+    policy.eval()
+    n = len(obs) if rows is None else len(rows)
+    parts: list[tuple[Tensor, Tensor, Tensor]] = []
+    try:
+        for start in range(0, n, CHUNK):
+            sel = slice(start, start + CHUNK)
+            idx = None if rows is None else rows[sel]
+            o = obs[sel] if idx is None else obs.index_select(0, idx)
+            a = actions[sel] if idx is None else actions.index_select(0, idx)
+            mix = policy.mixture(o)
+            rho = mix.rho if mix.rho is not None else torch.ones_like(mix.log_pi)
+            parts.append((mix.log_pi, mix.component_log_prob(a), rho))
+    finally:
+        policy.train(was_training)
+    if not parts:
+        raise ChoiceError("no transitions to score")
+    return tuple(torch.cat(p) for p in zip(*parts, strict=True))
+
+
+def target_mask(rho: Tensor, units: Tensor, n_units: int, rho_min: float) -> Tensor:
+    """``(U, K) bool``: mixtures whose mean correlation over the unit's steps is >= ``rho_min``
+    (copies of the target, as :meth:`Mixture.target_posterior` counts them); column 0 always."""
+    total = rho.new_zeros(n_units, rho.shape[1]).index_add_(0, units, rho)
+    count = rho.new_zeros(n_units).index_add_(0, units, rho.new_ones(len(units))).clamp_min(1)
+    mask = total / count[:, None] >= rho_min
+    mask[:, 0] = True
+    return mask
+
+
+class ChoiceTraining:
+    """The demonstration-level choice inside :func:`choicebc.train_bc`: rows by time, the
+    horizon, the E-steps and the per-unit responsibilities ``q (U, K)``.
+
+    Args:
+        units: ``(M,) int64`` unit of each training transition.
+        timesteps: ``(M,) int64`` step index of each transition within its episode.
+        n_units: U.
+        k: mixtures of the head.
+        steps: optimizer steps of the whole training.
+        batch_size: transitions per optimizer step.
+        schedule: horizon, warm-up and growth (:class:`ChoiceSchedule`).
+    """
+
+    def __init__(
+        self,
+        units: np.ndarray,
+        timesteps: np.ndarray,
+        n_units: int,
+        k: int,
+        steps: int,
+        batch_size: int,
+        schedule: ChoiceSchedule,
+    ) -> None:
+        timesteps = np.asarray(timesteps, dtype=np.int64)
+        order = np.argsort(timesteps, kind="stable")  # rows with t < H are a prefix
+        self.order = torch.from_numpy(order)
+        self.sorted_t = timesteps[order]
+        self.units = torch.from_numpy(np.asarray(units, dtype=np.int64))
+        self.first = torch.from_numpy(timesteps == 0)
+        self.n_units, self.k, self.steps, self.batch_size = n_units, k, steps, batch_size
+        self.schedule = schedule
+        self.max_len = int(timesteps.max()) + 1
+        self.warmup_end = int(schedule.warmup * steps)
+        self.grow_end = max(int(schedule.grow * steps), self.warmup_end)
+        self.q: Tensor | None = None  # (U, K), None during the warm-up
+        self.last_estep = -1
+
+    def estep_horizon(self, step: int) -> int:
+        """Steps of every episode that count in the E-step at ``step``: the first step alone
+        at the end of the warm-up (the states both drivers share), then geometrically more,
+        to whole episodes at the end of the growth."""
+        if step <= self.warmup_end:
+            return 1
+        if step >= self.grow_end:
+            return self.max_len
+        frac = (step - self.warmup_end) / (self.grow_end - self.warmup_end)
+        return int(min(self.max_len, math.floor(self.max_len**frac)))
+
+    def horizon(self, step: int) -> int:
+        """Steps of every episode that train at ``step``: the warm-up's first ``horizon``
+        steps, or the E-step's horizon once it is longer."""
+        return max(min(self.schedule.horizon, self.max_len), self.estep_horizon(step))
+
+    def rows_before(self, horizon: int) -> int:
+        """How many training rows lie among the first ``horizon`` steps of their episode."""
+        return int(np.searchsorted(self.sorted_t, horizon, side="left"))
+
+    def rows_in_horizon(self, step: int) -> int:
+        return self.rows_before(self.horizon(step))
+
+    def before_step(self, step: int, policy: Any, obs: Tensor, actions: Tensor) -> None:
+        """Run an E-step when one is due: at the end of the warm-up, then whenever the rows
+        that train have been drawn about once since the last one."""
+        if step < self.warmup_end:
+            return
+        interval = max(ESTEP_MIN_INTERVAL, math.ceil(self.rows_in_horizon(step) / self.batch_size))
+        if self.q is None or step - self.last_estep >= interval:
+            n = self.rows_before(self.estep_horizon(step))
+            self.q = self.posterior(policy, obs, actions, self.order[:n])
+            self.last_estep = step
+
+    def posterior(self, policy: Any, obs: Tensor, actions: Tensor, rows: Tensor) -> Tensor:
+        """``(U, K)`` each unit's posterior over the mixtures from the given rows (E-step)."""
+        log_pi, log_density, _ = score_rows(policy, obs, actions, rows)
+        scores = unit_log_scores(
+            log_pi, log_density, self.units[rows], self.first[rows], self.n_units
+        )
+        return torch.softmax(scores, dim=-1)
+
+    def sample(self, step: int, generator: torch.Generator) -> Tensor:
+        """``(B,)`` training rows drawn uniformly from those inside the horizon."""
+        n = self.rows_in_horizon(step)
+        pick = torch.randint(n, (self.batch_size,), generator=generator)
+        return self.order.index_select(0, pick)
+
+    def loss_weights(self, rows: Tensor) -> dict[str, Tensor | None]:
+        """Keyword arguments of ``ChoiceNetHead.training_loss`` for a batch of ``rows``:
+        the units' responsibilities (the L2 of eq. (7) then weighs each step by its target
+        family's share) and eq. (8)'s KL on the episodes' first steps (the episode-level
+        weights). ``{}`` in the warm-up."""
+        first = self.first.index_select(0, rows).float()
+        if self.q is None:
+            return {}
+        resp = self.q.index_select(0, self.units.index_select(0, rows))
+        return {"resp": resp, "kl_weight": first}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"q": self.q, "last_estep": self.last_estep}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.q, self.last_estep = state["q"], int(state["last_estep"])
+
+
+def early_rows(timesteps: np.ndarray, horizon: int) -> np.ndarray:
+    """Indices of the transitions among the first ``horizon`` steps of their episode."""
+    return np.flatnonzero(np.asarray(timesteps) < horizon)
+
+
+@torch.no_grad()
+def choice_log_likelihoods(
+    policy: Any, obs: Tensor, actions: Tensor, timesteps: np.ndarray, unit_sets: dict[str, tuple]
+) -> dict[str, float]:
+    """Log-likelihood per step of ``(obs, actions)`` under one choice per step and under one
+    choice per unit for each entry of ``unit_sets`` (``name -> (units (M,), n_units)``), with
+    the same per-step densities."""
+    first = torch.from_numpy(np.asarray(timesteps) == 0)
+    log_pi, log_density, _ = score_rows(policy, obs, actions)
+    n = len(obs)
+    out = {"step": float(torch.logsumexp(log_pi + log_density, dim=-1).sum()) / n}
+    for name, (units, n_units) in unit_sets.items():
+        scores = unit_log_scores(log_pi, log_density, torch.from_numpy(units), first, n_units)
+        out[name] = float(demo_log_likelihood(scores).sum()) / n
+    return out
+
+
+def pick_choice(log_liks: dict[str, float], margin: float = AUTO_MARGIN) -> str:
+    """The most restrictive choice whose log-likelihood per step is at least that of the next
+    finer one plus ``margin`` (group over episode over step)."""
+    if "episode" not in log_liks or log_liks["episode"] < log_liks["step"] + margin:
+        return "step"
+    if "group" in log_liks and log_liks["group"] >= log_liks["episode"] - margin:
+        return "group"
+    return "episode"
