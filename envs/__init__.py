@@ -22,6 +22,7 @@ from __future__ import annotations
 import difflib
 
 from .locomotion import Ant, HalfCheetah, Hopper, InvertedDoublePendulum, Swimmer, Walker2d
+from .mujoco_warnings import MujocoWarning, route_mujoco_warnings
 from .point_reach import ENV_ID as POINT_REACH_ID
 from .point_reach import TASK as POINT_REACH
 from .point_reach import PointReachExpert
@@ -36,6 +37,7 @@ __all__ = [
     "POINT_REACH_ID",
     "TASKS",
     "MujocoTask",
+    "MujocoWarning",
     "PointReachDiscreteExpert",
     "PointReachExpert",
     "UnknownEnvError",
@@ -44,6 +46,8 @@ __all__ = [
     "is_discrete",
     "known_env_ids",
 ]
+
+route_mujoco_warnings()  # no MUJOCO_LOG.TXT in the user's folder (see .mujoco_warnings)
 
 TASKS: dict[str, MujocoTask] = {
     task.env_id: task
