@@ -64,8 +64,9 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, skip: tu
         name = f.name.replace("_", "-")
         # argparse %-formats help strings: a literal "50 %" in a docstring must be escaped
         kwargs: dict[str, Any] = {"help": docs.get(f.name, "").replace("%", "%%")}
-        # a docstring that states its default in words ("(default: the shipped expert)") keeps it
-        if has_default and "(default:" not in kwargs["help"].lower():
+        # a docstring that states its default in words ("(default: the shipped expert)") keeps
+        # it, and a None default (the option is simply not given) is not spelled out
+        if has_default and default is not None and "(default:" not in kwargs["help"].lower():
             kwargs["help"] += f" (default: {default})"
         if tp is bool:
             help_text = kwargs.pop("help")

@@ -93,6 +93,7 @@ def test_a_docstring_that_states_its_default_keeps_only_its_own(capsys):
     assert "(default: the shipped expert of ENV_ID)" in out
     assert "(default: the shipped expert of ENV_ID) (default" not in out
     assert "(default: up to 256) (default" not in out
+    assert "(default: None)" not in out  # e.g. --episodes, whose text says what absence means
 
 
 def test_unknown_command_is_a_usage_error(capsys):
