@@ -85,6 +85,27 @@ def plot_learning_curves(logs: dict[str, str | Path], path: str | Path) -> Path:
     return save_figure(fig, path)
 
 
+def step_runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """``[(first, last), ...]`` of each run of consecutive True steps in ``mask (T,) bool``."""
+    padded = np.concatenate([[False], np.asarray(mask, dtype=bool), [False]])
+    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
+    return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
+def shade_steps(ax: Any, mask: np.ndarray, label: str | None = None, **style: Any) -> list[Any]:
+    """Shade time steps ``t`` where ``mask[t]`` over ``[t - 0.5, t + 0.5]``, full axis height.
+
+    One span per run of consecutive steps, so a lone step gets its own band (``fill_between``
+    with ``step="mid"`` draws nothing for a single True between Falses). Returns the patches;
+    only the first carries ``label``.
+    """
+    patches = []
+    for first, last in step_runs(mask):
+        labelled = {"label": label} if label is not None and not patches else {}
+        patches.append(ax.axvspan(first - 0.5, last + 0.5, **labelled, **style))
+    return patches
+
+
 def plot_trajectory_correlations(
     policy: Any, demos: Any, path: str | Path, episode: int | None = None, max_steps: int = 300
 ) -> Path:
@@ -120,9 +141,7 @@ def plot_trajectory_correlations(
     t = np.arange(len(rows))
     fig, axes = plt.subplots(k + 1, 1, figsize=(11, 1.9 * (k + 1)), sharex=True)
     for i, ax in enumerate(axes[:k]):
-        ax.fill_between(
-            t, -1.05, 1.05, where=corrupt[rows], color="tab:red", alpha=0.12, step="mid"
-        )
+        shade_steps(ax, corrupt[rows], color="tab:red", alpha=0.12, lw=0)
         ax.plot(t, rho[:, i], color="tab:blue", label=r"$\rho_k(s)$")
         ax.plot(t, pi[:, i], color="tab:orange", label=r"$\pi_k(s)$")
         ax.set_ylim(-1.05, 1.05)
@@ -130,7 +149,7 @@ def plot_trajectory_correlations(
         ax.grid(alpha=0.3)
     axes[0].legend(loc="lower right", fontsize=8, ncols=2)
     ax = axes[-1]
-    ax.fill_between(t, 0, 1, where=corrupt[rows], color="tab:red", alpha=0.12, step="mid")
+    shade_steps(ax, corrupt[rows], color="tab:red", alpha=0.12, lw=0)
     ax.plot(t, quality, color="black")
     ax.set(ylim=(-0.02, 1.02), ylabel="P(target | s, a)", xlabel="time step in the episode")
     ax.grid(alpha=0.3)
@@ -415,19 +434,9 @@ def plot_rollout_correlations(
     )
     axes = axes[:, 0]
     for i, ax in enumerate(axes):
-        if corrupt_steps is not None and corrupt_steps.any():
-            t = np.arange(len(corrupt_steps))
-            ax.fill_between(
-                t,
-                -1.05,
-                1.05,
-                where=corrupt_steps,
-                color=LABEL_COLOURS["corrupt"],
-                alpha=0.3,
-                step="mid",
-                lw=0,
-                label="corrupt step (demo)" if i == 0 else None,
-            )
+        if corrupt_steps is not None:
+            label = "corrupt step (demo)" if i == 0 else None
+            shade_steps(ax, corrupt_steps, label, color=LABEL_COLOURS["corrupt"], alpha=0.3, lw=0)
         for name, ls, rho, pi in curves:
             ax.plot(rho[:, i], ls=ls, color="tab:blue", lw=1.2, label=rf"$\rho_k$, {name}")
             ax.plot(pi[:, i], ls=ls, color="tab:orange", lw=1.2, label=rf"$\pi_k$, {name}")

@@ -16,6 +16,8 @@ from choicebc.plots import (
     plot_rollout_correlations,
     plot_state_pca,
     rollout_observations,
+    shade_steps,
+    step_runs,
 )
 
 TINY = cb.TrainConfig(hidden=(32, 32), batch_size=128, log_every=10**6)
@@ -111,6 +113,45 @@ def test_trajectory_panels_and_pca(trained, tmp_path):
     legend = {t.get_text() for t in fig.axes[1].get_legend().get_texts()}
     assert legend == {"expert step (demo)", "corrupt step (demo)", "policy rollout"}
     assert (tmp_path / "pca.svg").is_file()
+
+
+def shaded_intervals(ax) -> list[tuple[float, float]]:
+    """(x0, x1) of the full-height spans drawn on ``ax``, in step units."""
+    spans = []
+    for patch in ax.patches:
+        box = patch.get_bbox()
+        spans.append((round(box.x0, 6), round(box.x1, 6)))
+    return sorted(spans)
+
+
+def test_every_corrupt_step_is_shaded_even_a_lone_one():
+    import matplotlib.pyplot as plt
+
+    mask = np.array([0, 1, 0, 0, 1, 1, 0, 1], dtype=bool)
+    assert step_runs(mask) == [(1, 1), (4, 5), (7, 7)]
+    assert step_runs(np.zeros(3, bool)) == [] and step_runs(np.ones(2, bool)) == [(0, 1)]
+    fig, ax = plt.subplots()
+    patches = shade_steps(ax, mask, label="corrupt", color="red")
+    assert shaded_intervals(ax) == [(0.5, 1.5), (3.5, 5.5), (6.5, 7.5)]
+    assert len(patches) == 3
+    assert ax.get_legend_handles_labels()[1] == ["corrupt"]  # one legend entry
+    plt.close(fig)
+
+
+def test_rollout_plot_shades_each_corrupt_step_of_the_demo(trained):
+    policy, demos = trained
+    fig = plot_rollout_correlations(policy, demos, episode=None, max_steps=60)
+    ids = np.asarray(demos.episode_ids)
+    corrupt = np.asarray(demos.is_corrupt, dtype=bool)
+    episode = int(fig.axes[0].get_lines()[0].get_label().split("demo episode ")[1])
+    steps = corrupt[ids == episode][:60]
+    lone = [a for a, b in step_runs(steps) if a == b]
+    assert lone, "the fixture's episode has no lone corrupt step to check"
+    for ax in fig.axes:
+        spans = shaded_intervals(ax)
+        assert sum(x1 - x0 for x0, x1 in spans) == steps.sum()  # one unit per corrupt step
+        for t in lone:
+            assert (t - 0.5, t + 0.5) in spans
 
 
 def test_pca_finds_the_dominant_axis():
