@@ -184,12 +184,14 @@ def _policy_mode(policy: Any, one_thread: bool) -> Iterator[None]:
 class _EpisodeLog:
     """Collects the outcome of episodes ``0 .. episodes-1`` from steps' ``info``."""
 
-    def __init__(self, episodes: int) -> None:
+    def __init__(self, episodes: int, bar: Any = None) -> None:
         self.returns = np.full(episodes, np.nan)
         self.lengths = np.zeros(episodes, np.int64)
         self.seeds = np.zeros(episodes, np.int64)
         self.unstable = np.zeros(episodes, bool)
         self.finished = 0
+        self.bar = bar  # a tqdm bar counting env-steps, or None
+        self._steps = np.zeros(episodes, np.int64)  # steps each episode has run so far
 
     @property
     def complete(self) -> bool:
@@ -199,6 +201,12 @@ class _EpisodeLog:
         self, running: np.ndarray, running_seeds: np.ndarray, done: np.ndarray, info: dict
     ) -> None:
         """Log the episodes that ended (``done``) in slots that ran episodes ``running``."""
+        if self.bar is not None:
+            # an idle slot repeats its last episode's final length and an episode moved to the
+            # other half is reported by both: the maximum per episode counts each step once
+            ok = (running >= 0) & (running < self.returns.shape[0])
+            np.maximum.at(self._steps, running[ok], info["episode_length"][ok])
+            self.bar.update(int(self._steps.sum()) - self.bar.n)
         for slot in np.flatnonzero(done).tolist():
             j = int(running[slot])
             if j >= self.returns.shape[0]:
@@ -225,6 +233,7 @@ def evaluate(
     backend: str = "auto",
     *,
     pipeline: bool = True,
+    progress: bool | str = False,
     **env_kwargs: Any,
 ) -> EvalResult:
     """Roll ``policy`` out for exactly ``episodes`` episodes of ``env_id``.
@@ -244,6 +253,8 @@ def evaluate(
             ``torch.nn.Module``, or a callable with ``thread_safe = True``, is then called from
             both threads at once; any other callable is called by one thread at a time in a fixed
             order, so that a policy with a random generator gives the same result on every run.
+        progress: show a bar of env-steps (its total: ``episodes`` full-length episodes, cut
+            to the steps run at the end); a string is the bar's label.
         **env_kwargs: passed to the backend (``cpu``: ``nthread``).
 
     Returns:
@@ -262,14 +273,27 @@ def evaluate(
         backend = "cpu"  # discrete-action tasks have no gpu backend
     name = resolve_backend(backend)
     act = as_policy_fn(policy)
-    log = _EpisodeLog(episodes)
-    with _policy_mode(policy, one_thread=name != "gpu"):
-        if name == "cpu" and pipeline and n >= 2:
-            steps_time = _run_threaded(
-                act, env_id, n, seed, log, env_kwargs, concurrent=_thread_safe(policy)
-            )
-        else:
-            steps_time = _run_sequential(act, env_id, n, seed, name, log, env_kwargs)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        label = progress if isinstance(progress, str) else f"evaluate {env_id}"
+        bar = tqdm(total=episodes * task.max_episode_steps, desc=label, unit="step")
+    log = _EpisodeLog(episodes, bar)
+    try:
+        with _policy_mode(policy, one_thread=name != "gpu"):
+            if name == "cpu" and pipeline and n >= 2:
+                steps_time = _run_threaded(
+                    act, env_id, n, seed, log, env_kwargs, concurrent=_thread_safe(policy)
+                )
+            else:
+                steps_time = _run_sequential(act, env_id, n, seed, name, log, env_kwargs)
+        if bar is not None:
+            bar.total = bar.n  # episodes that ended early: the steps actually run
+            bar.set_postfix(ret=f"{np.mean(log.returns):.0f}")
+    finally:
+        if bar is not None:
+            bar.close()
     from choicebc.experts import reference_returns
 
     return EvalResult(

@@ -268,3 +268,29 @@ def test_cli_evaluates_a_saved_policy_and_an_expert(tmp_path, capsys):
     assert "choicebc/PointReach-v0: return" in capsys.readouterr().out
     assert cli_main(["evaluate"]) == 2
     assert "exactly one of --policy" in capsys.readouterr().err
+
+
+def free_running_policy(obs: np.ndarray) -> np.ndarray:
+    return rowwise_policy(obs)
+
+
+free_running_policy.thread_safe = True  # halves of >= 32 rows then run free and swap episodes
+
+
+@pytest.mark.parametrize(
+    "policy, episodes, num_envs, pipeline",
+    [
+        (rowwise_policy, 7, 3, True),  # two halves taking turns
+        (rowwise_policy, 7, 3, False),  # one batch
+        (free_running_policy, 200, 64, True),  # free-running halves, episodes moved between
+    ],
+)
+def test_progress_bar_counts_every_env_step_once(capsys, policy, episodes, num_envs, pipeline):
+    res = evaluate(
+        policy, "Hopper-v5", episodes, num_envs, seed=5, pipeline=pipeline,
+        progress="evaluate rowwise",
+    )  # fmt: skip
+    steps = int(res.lengths.sum())
+    assert steps < episodes * 1000  # Hopper episodes end early: the total is cut to the steps run
+    err = capsys.readouterr().err
+    assert "evaluate rowwise: 100%" in err and f"{steps}/{steps}" in err
