@@ -56,6 +56,10 @@ METHODS = {
 }
 
 
+def _run_folder(out: str | Path, label: str) -> Path:
+    return Path(out) / label.split(" ")[0].lower()
+
+
 def _train_one(demos_path: str, label: str, steps: int, seed: int, out: str) -> str:
     """Worker: train one method on the demo file; returns its policy folder."""
     import torch
@@ -65,10 +69,49 @@ def _train_one(demos_path: str, label: str, steps: int, seed: int, out: str) -> 
 
     torch.set_num_threads(1)
     demos = DemoSet.load(demos_path)
-    folder = Path(out) / label.split(" ")[0].lower()
-    position = list(METHODS).index(label)
-    train_method(METHODS[label], demos, steps, seed, out=folder, progress=position < 2)
+    folder = _run_folder(out, label)
+    # no bar here: bars of several processes overwrite each other (the parent shows one)
+    train_method(METHODS[label], demos, steps, seed, out=folder, progress=False)
     return str(folder / "policy")
+
+
+def _logged_step(folder: Path) -> int:
+    """The step of the last row of a ``train_bc`` run's ``log.csv`` (0 before the first)."""
+    try:
+        last = (folder / "log.csv").read_text().strip().splitlines()[-1]
+        return int(last.split(",")[0])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _train_all(cfg: QuickstartConfig, demos_path: Path, out: Path) -> dict[str, str]:
+    """Train every method in ``cfg.workers`` processes, with one bar over all of them (fed by
+    the runs' ``log.csv``, a row every ``log_every`` steps). Returns label -> policy folder."""
+    from concurrent.futures import wait
+
+    from tqdm.auto import tqdm
+
+    folders = {label: _run_folder(out, label) for label in METHODS}
+    for folder in folders.values():
+        (folder / "log.csv").unlink(missing_ok=True)  # a previous run's rows are not progress
+    total = cfg.steps * len(METHODS)
+    with (
+        ProcessPoolExecutor(max_workers=cfg.workers) as pool,
+        tqdm(total=total, desc=f"train {len(METHODS)} policies", unit="step") as bar,
+    ):
+        futures = {
+            label: pool.submit(_train_one, str(demos_path), label, cfg.steps, cfg.seed, str(out))
+            for label in METHODS
+        }
+        pending, done = set(futures.values()), dict.fromkeys(METHODS, 0)
+        while pending:
+            _, pending = wait(pending, timeout=1.0)
+            for label, f in futures.items():  # a half-written last row reads as 0: keep the max
+                step = cfg.steps if f.done() else _logged_step(folders[label])
+                done[label] = max(done[label], min(step, cfg.steps))
+            bar.set_postfix_str(", ".join(f"{METHODS[k]} {v}" for k, v in done.items()))
+            bar.update(sum(done.values()) - bar.n)
+        return {label: f.result() for label, f in futures.items()}
 
 
 def run_quickstart(cfg: QuickstartConfig) -> Path:
@@ -100,27 +143,20 @@ def run_quickstart(cfg: QuickstartConfig) -> Path:
     print(demos.summary())
 
     t = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=cfg.workers) as pool:
-        futures = {
-            label: pool.submit(_train_one, str(demos_path), label, cfg.steps, cfg.seed, str(out))
-            for label in METHODS
-        }
-        folders = {label: f.result() for label, f in futures.items()}
+    folders = _train_all(cfg, demos_path, out)
     timings["train"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    kw = {"episodes": cfg.eval_episodes, "num_envs": cfg.num_envs, "seed": cfg.seed}
     results = {}
     for label, folder in folders.items():
         policy = cb.BCPolicy.load(folder, env_id=cfg.env_id)
-        results[label] = cb.evaluate(
-            policy, cfg.env_id, episodes=cfg.eval_episodes, num_envs=cfg.num_envs, seed=cfg.seed
-        )
-    expert_res = cb.evaluate(
-        expert, cfg.env_id, episodes=cfg.eval_episodes, num_envs=cfg.num_envs, seed=cfg.seed
-    )
+        results[label] = cb.evaluate(policy, cfg.env_id, progress=f"evaluate {label}", **kw)
+    expert_res = cb.evaluate(expert, cfg.env_id, progress="evaluate the expert", **kw)
     timings["evaluate"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    print("scoring the demonstrations and drawing the figures ...", flush=True)
     choicenet = cb.BCPolicy.load(folders["ChoiceNet-BC"])
     quality = choicenet.data_quality(demos)
     auc = corruption_auc(quality, demos.is_corrupt)
@@ -130,6 +166,7 @@ def run_quickstart(cfg: QuickstartConfig) -> Path:
     plot_trajectory_correlations(choicenet, demos, out / "correlations.png")
     timings["plots"] = time.perf_counter() - t
     wall = time.perf_counter() - t_start
+    auc_line = f"ChoiceNet data-quality ROC AUC at finding the corrupt steps: {auc:.3f}"
 
     lines = [
         f"# choicebc quickstart — {cfg.env_id}, {cfg.adversary} adversary, "
@@ -150,7 +187,7 @@ def run_quickstart(cfg: QuickstartConfig) -> Path:
         )
     lines += [
         "",
-        f"ChoiceNet data-quality ROC AUC at finding the corrupt steps: {auc:.3f}",
+        auc_line,
         "",
         "Wall time: "
         + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
@@ -177,7 +214,8 @@ def run_quickstart(cfg: QuickstartConfig) -> Path:
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print("\n".join(lines[4 : 6 + len(results) + 1]))
-    print(f"\nreport: {report} (total {wall:.0f} s)")
+    print(f"\n{auc_line}")
+    print(f"report: {report} (total {wall:.0f} s)")
     return report
 
 

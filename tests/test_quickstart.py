@@ -13,11 +13,18 @@ from choicebc.quickstart import METHODS, QuickstartConfig, run_quickstart
 @pytest.mark.skipif(
     "HalfCheetah-v5" not in shipped_experts(), reason="no shipped HalfCheetah-v5 expert"
 )
-def test_quickstart_tiny_run_writes_report_and_figures(tmp_path):
+def test_quickstart_tiny_run_writes_report_and_figures(tmp_path, capsys):
     cfg = QuickstartConfig(
         episodes=2, steps=30, eval_episodes=2, num_envs=2, out=str(tmp_path), workers=1
     )
     report = run_quickstart(cfg)
+    out, err = capsys.readouterr()
+    # progress for every stage, each bar ending full: 3 policies x 30 steps, 2 x 1000 env-steps
+    assert "train 3 policies: 100%" in err and "90/90" in err
+    for label in [*METHODS, "the expert"]:
+        assert f"evaluate {label}: 100%" in err
+    assert err.count("2000/2000") >= 4
+    assert "ChoiceNet data-quality ROC AUC at finding the corrupt steps: " in out
     text = report.read_text()
     for label in METHODS:
         assert f"| {label} |" in text
