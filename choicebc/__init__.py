@@ -8,6 +8,8 @@ MuJoCo until a name that needs them is touched.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -53,6 +55,20 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real imports
     from choicebc.sim import make_batched as make_batched
     from choicebc.train import TrainConfig as TrainConfig
     from choicebc.train import train_bc as train_bc
+
+
+class _Package(types.ModuleType):
+    """This package's module type: ``choicebc.collect`` is the function, as the public API
+    says, although a submodule of that name exists. Importing the submodule (which sets the
+    package's attribute to it) must not replace the function."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _EXPORTS and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:

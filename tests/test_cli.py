@@ -61,7 +61,9 @@ def test_import_choicebc_loads_nothing_heavy_and_names_resolve_on_use():
     code = (
         "import sys, choicebc as cb\n"
         f"assert not [m for m in {HEAVY!r} if m in sys.modules], sys.modules.keys()\n"
-        "assert callable(cb.collect) and cb.DemoSet.__name__ == 'DemoSet'\n"
+        "import choicebc.collect\n"  # the submodule named like the function
+        "assert callable(cb.collect) and cb.collect.__module__ == 'choicebc.collect'\n"
+        "assert cb.DemoSet.__name__ == 'DemoSet' and cb.evaluate.__name__ == 'evaluate'\n"
         "assert set(cb.__all__) <= set(dir(cb))\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
