@@ -109,8 +109,10 @@ def _train_all(cfg: QuickstartConfig, demos_path: Path, out: Path) -> dict[str, 
             for label, f in futures.items():  # a half-written last row reads as 0: keep the max
                 step = cfg.steps if f.done() else _logged_step(folders[label])
                 done[label] = max(done[label], min(step, cfg.steps))
-            bar.set_postfix_str(", ".join(f"{METHODS[k]} {v}" for k, v in done.items()))
-            bar.update(sum(done.values()) - bar.n)
+            postfix = ", ".join(f"{METHODS[k]} {v}" for k, v in done.items())
+            if postfix != bar.postfix:  # redraw on news only (a log file gets a line per redraw)
+                bar.set_postfix_str(postfix, refresh=False)
+                bar.update(sum(done.values()) - bar.n)
         return {label: f.result() for label, f in futures.items()}
 
 
