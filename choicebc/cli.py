@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "expert": ("choicebc.experts.cli", "train or evaluate an expert (expert train|eval)"),
     "collect": ("choicebc.collect", "record mixed expert/adversary demonstrations"),
     "demos": ("choicebc.demoset_cli", "inspect, score and filter demonstration files"),
-    "train": ("choicebc.train", "behaviour cloning with a robust head"),
+    "train": ("choicebc.train_config", "behaviour cloning with a robust head"),
     "evaluate": ("choicebc.evaluation", "roll out a policy in the batched simulator"),
     "plot": ("choicebc.plots", "correlation maps and return curves"),
     "bench": ("choicebc.bench", "benchmarks: sim, train, collect"),

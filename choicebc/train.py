@@ -11,12 +11,12 @@ Run folder layout (``out``)::
 
 from __future__ import annotations
 
-import argparse
 import csv
+import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -25,6 +25,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from choicebc.checkpoint_folder import (
+    MARKER,
+    checkpoint_step,
+    recover_checkpoint_folder,
+    save_checkpoint_folder,
+)
 from choicebc.choice import (
     ChoiceSchedule,
     ChoiceTraining,
@@ -34,60 +40,23 @@ from choicebc.choice import (
     validate_choice,
 )
 from choicebc.policy import BCPolicy, resolve_head_name
+from choicebc.train_config import TrainConfig
+
+__all__ = ["TrainConfig", "TrainingDivergedError", "train_bc"]
 
 TRAINER_STATE = "trainer_state.pt"
 VAL_MAX_TRANSITIONS = 10_000
 """Periodic validation scores at most this many held-out transitions (a fixed, seeded subset):
 on 1 M demos the full 5 % hold-out cost ~15 % of the training time (``choicebc bench train``)."""
+MIN_TRAIN_TRANSITIONS = 2
 PROBE_MIN_STEPS = 500
-"""``choice="auto"``: fewest steps of the probe (an undertrained probe's densities are too broad
-to tell one choice per step from one per episode)"""
+"""fewest steps of the demonstration-level choice's warm-up (an undertrained warm-up's densities
+are too broad to tell one choice per step from one per episode, or the drivers apart)"""
 LOG_FIELDS = ["step", "loss", "val_loss", "val_clean_mse", "lr", "steps_per_s"]
 
 
 class TrainingDivergedError(RuntimeError):
     """The loss or gradients became NaN/inf; the last good checkpoint is kept."""
-
-
-@dataclass
-class TrainConfig:
-    """Behaviour-cloning settings (the ``choicebc train`` flags are generated from these)."""
-
-    head: str = "choicenet"
-    """output head: choicenet, mdn, mse, l1 or robust (discrete actions: choicenet, ce, mdn,
-    fcorrection)"""
-    steps: int = 20_000
-    """optimizer steps"""
-    batch_size: int = 256
-    """transitions per step"""
-    lr: float = 1e-3
-    """Adam learning rate (x0.1 at 50 % and x0.01 at 75 % of the steps)"""
-    weight_decay: float = 1e-5
-    """Adam L2 weight decay"""
-    hidden: tuple[int, ...] = field(default=(256, 256))
-    """backbone hidden sizes (ReLU)"""
-    seed: int = 0
-    """seed of the split, the initialisation, the batches and the head's sampling"""
-    val_fraction: float = 0.05
-    """share of episodes held out for validation"""
-    log_every: int = 500
-    """steps between log rows (and validation)"""
-    checkpoint_every: int = 2_000
-    """steps between checkpoints (0: only at the end)"""
-    clean_only: bool = False
-    """train only on steps whose ground-truth label says the expert acted (the oracle)"""
-    torch_threads: int = 0
-    """torch intra-op threads (0: torch's default)"""
-    choice: str = "auto"
-    """ChoiceNet's choice of mixture: step (eq. (6), per step), episode or group (one choice
-    per demonstration / per operator group), auto (picked per dataset); other heads: step"""
-    choice_horizon: int = 5
-    """first steps of every episode that decide a demonstration's choice at first"""
-    choice_warmup: float = 0.1
-    """share of the steps spent on the per-step warm-up over the first steps (and, for
-    choice=auto, on the probe that picks the choice)"""
-    choice_grow: float = 0.5
-    """share of the steps by which the choice's horizon covers whole episodes"""
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
@@ -222,93 +191,93 @@ def _truncate_log(path: Path, last_step: int) -> None:
 
 
 def _save_checkpoint(folder: Path, policy: BCPolicy, state: dict[str, Any]) -> None:
-    """Policy + trainer state; written beside, then swapped in, so a crash keeps the old one."""
-    tmp_dir = folder.with_name(folder.name + ".tmp")
-    policy.save(tmp_dir)
-    torch.save(state, tmp_dir / TRAINER_STATE)
-    if folder.exists():
-        old = folder.with_name(folder.name + ".old")
-        os.replace(folder, old)
-        os.replace(tmp_dir, folder)
-        for f in old.iterdir():
-            f.unlink()
-        old.rmdir()
-    else:
-        os.replace(tmp_dir, folder)
+    """Policy + trainer state, crash-safe: written beside, then swapped in
+    (:mod:`choicebc.checkpoint_folder`), so a crash at any point keeps a complete copy."""
+
+    def write(tmp: Path) -> None:
+        policy.save(tmp)
+        torch.save(state, tmp / TRAINER_STATE)
+
+    save_checkpoint_folder(folder, int(state["step"]), write)
+
+
+def _last_good(ckpt_dir: Path | None) -> str:
+    """``"; last good checkpoint: <dir>"`` when a complete one exists, else ``""``."""
+    if ckpt_dir is None or checkpoint_step(ckpt_dir) is None:
+        return ""
+    return f"; last good checkpoint: {ckpt_dir}"
+
+
+def _recover_checkpoint(folder: Path) -> bool:
+    """Before resuming: the newest complete checkpoint among ``folder`` and the leftovers of a
+    crash while swapping it. A checkpoint of an older choicebc (no completeness marker, all
+    its files present) is adopted as it is. Returns whether a checkpoint is there."""
+    legacy = [folder / n for n in (TRAINER_STATE, "config.json", "model.safetensors")]
+    if all(f.is_file() for f in legacy) and not (folder / MARKER).exists():
+        step = int(torch.load(folder / TRAINER_STATE, weights_only=True)["step"])
+        files = {f.name: f.stat().st_size for f in folder.iterdir() if f.is_file()}
+        (folder / MARKER).write_text(json.dumps({"step": step, "files": files}))
+    return recover_checkpoint_folder(folder) is not None
 
 
 def _schedule(cfg: TrainConfig) -> ChoiceSchedule:
-    return ChoiceSchedule(cfg.choice_horizon, cfg.choice_warmup, cfg.choice_grow)
+    return ChoiceSchedule(cfg.choice_horizon, cfg.choice_warmup, cfg.choice_grow, cfg.choice_anchor)
 
 
-def _resolve_choice(
+def _choose(
     cfg: TrainConfig,
     demos: Any,
     data: dict[str, np.ndarray],
     train_idx: np.ndarray,
     n_actions: int | None,
-    env_id: str | None,
-    head_kwargs: dict[str, Any] | None,
+    policy: BCPolicy,
 ) -> tuple[str, dict[str, Any]]:
-    """The choice this run trains with (``auto`` decided by :func:`_probe_choice`) and what
-    decided it."""
+    """The choice this run trains with, and what decided it.
+
+    ``episode``, ``group`` and ``auto`` (ChoiceNet on continuous actions) first train
+    ``policy`` in place -- the warm-up -- as the per-step ChoiceNet on the first
+    ``choice_horizon`` steps of every training episode, for ``choice_warmup`` of the steps
+    (at least :data:`PROBE_MIN_STEPS`) with their own learning-rate and lambda1 schedules,
+    where both drivers share states and the majority defines the target. ``auto`` then
+    compares, on those steps and with the warm-up's per-step densities, the likelihood of one
+    choice per step with that of one per episode (and per group)
+    (:func:`choicebc.choice.pick_choice`).
+    """
     head = resolve_head_name(cfg.head, n_actions)
-    validate_choice(cfg.choice, head, n_actions is not None)
-    _schedule(cfg)  # validates the schedule's fields
-    if cfg.choice != "auto":
-        return cfg.choice, {}
-    if head != "choicenet" or n_actions is not None:
-        return "step", {}
-    return _probe_choice(cfg, demos, data, train_idx, env_id, head_kwargs)
-
-
-def _probe_choice(
-    cfg: TrainConfig,
-    demos: Any,
-    data: dict[str, np.ndarray],
-    train_idx: np.ndarray,
-    env_id: str | None,
-    head_kwargs: dict[str, Any] | None,
-) -> tuple[str, dict[str, Any]]:
-    """``choice="auto"``: the per-step warm-up model, fitted alone on the first
-    ``choice_horizon`` steps of every training episode, then the likelihood of those steps
-    under one choice per step, per episode (and per group) with its densities
-    (:func:`choicebc.choice.pick_choice`)."""
+    if cfg.choice == "step" or head != "choicenet" or n_actions is not None:
+        return ("step" if cfg.choice == "auto" else cfg.choice), {}
     rows = train_idx[data["timesteps"][train_idx] < cfg.choice_horizon]
-    groups = getattr(demos, "groups", None)
-    probe_steps = min(cfg.steps, max(PROBE_MIN_STEPS, int(cfg.choice_warmup * cfg.steps)))
-    probe_cfg = TrainConfig(
+    warmup_steps = min(cfg.steps, max(PROBE_MIN_STEPS, int(cfg.choice_warmup * cfg.steps)))
+    warmup_cfg = TrainConfig(
         **{
             **asdict(cfg),
             "choice": "step",
-            "steps": probe_steps,
+            "steps": warmup_steps,
             "val_fraction": 0.0,
             "clean_only": False,
         }
     )
-    probe = SimpleNamespace(
+    first_steps = SimpleNamespace(
         observations=data["obs"][rows],
         actions=data["actions"][rows],
         episode_ids=data["episode_ids"][rows],
-        action_low=getattr(demos, "action_low", None),
-        action_high=getattr(demos, "action_high", None),
     )
-    policy = train_bc(
-        probe, config=probe_cfg, progress=False, env_id=env_id, head_kwargs=head_kwargs
-    )
+    train_bc(first_steps, config=warmup_cfg, progress=False, init_policy=policy)
+    info: dict[str, Any] = {"warmup_steps": warmup_steps, "horizon": cfg.choice_horizon}
+    if cfg.choice != "auto":
+        return cfg.choice, info
+    groups = getattr(demos, "groups", None)
     unit_sets = {"episode": unit_ids(data["episode_ids"], None, "episode")}
     if groups is not None:
         unit_sets["group"] = unit_ids(data["episode_ids"], groups, "group")
-    unit_sets = {name: (units[rows], n) for name, (units, n) in unit_sets.items()}
     log_liks = choice_log_likelihoods(
         policy,
         torch.from_numpy(data["obs"][rows]),
         torch.from_numpy(data["actions"][rows]),
         data["timesteps"][rows],
-        unit_sets,
+        {name: (units[rows], n) for name, (units, n) in unit_sets.items()},
     )
-    chosen = pick_choice(log_liks)
-    return chosen, {"requested": "auto", "log_lik_per_step": log_liks, "probe_steps": probe_steps}
+    return pick_choice(log_liks), {**info, "requested": "auto", "log_lik_per_step": log_liks}
 
 
 @torch.no_grad()
@@ -339,6 +308,7 @@ def train_bc(
     env_id: str | None = None,
     head_kwargs: dict[str, Any] | None = None,
     sample_weights: np.ndarray | None = None,
+    init_policy: BCPolicy | None = None,
 ) -> BCPolicy:
     """Train a :class:`BCPolicy` on demonstrations.
 
@@ -356,6 +326,8 @@ def train_bc(
             are drawn with probability proportional to the weight (weighted sampling, not a
             weighted loss: every head's loss stays unchanged), so training minimises the
             weighted objective ``sum_i w_i loss_i / sum_i w_i`` in expectation. Used by BCND.
+        init_policy: train this policy further (its weights and normalisation) instead of a
+            new one; it must fit the demos. The choice's warm-up uses it.
 
     Raises:
         TrainingDivergedError: loss or gradient became NaN/inf (the last checkpoint is kept).
@@ -382,10 +354,16 @@ def train_bc(
         keep = ~data["is_corrupt"]
         data = {k: (v[keep] if v is not None else None) for k, v in data.items()}
     train_idx, val_idx = split_episodes(data["episode_ids"], cfg.val_fraction, cfg.seed)
+    if len(train_idx) < MIN_TRAIN_TRANSITIONS:  # the observation std needs two
+        raise ValueError(
+            f"training needs at least {MIN_TRAIN_TRANSITIONS} transitions outside the "
+            f"validation split; these demos give {len(train_idx)} of {len(data['obs'])} "
+            f"(val_fraction {cfg.val_fraction:g}, whole episodes held out): collect more "
+            "demonstrations, or lower --val-fraction"
+        )
     n_actions = getattr(demos, "n_actions", None)
-    choice, choice_info = _resolve_choice(
-        cfg, demos, data, train_idx, n_actions, env_id, head_kwargs
-    )
+    validate_choice(cfg.choice, resolve_head_name(cfg.head, n_actions), n_actions is not None)
+    _schedule(cfg)  # validates the choice schedule's fields
     if len(val_idx) > VAL_MAX_TRANSITIONS:  # same subset every log row (and after --resume)
         pick = np.random.default_rng(cfg.seed).choice(len(val_idx), VAL_MAX_TRANSITIONS, False)
         val_idx = val_idx[np.sort(pick)]
@@ -405,21 +383,43 @@ def train_bc(
         val_clean = torch.from_numpy(~data["is_corrupt"][val_idx])
     low = getattr(demos, "action_low", None)
     high = getattr(demos, "action_high", None)
-    policy = BCPolicy(
-        obs.shape[1],
-        actions.shape[1],
-        head=cfg.head,
-        hidden=cfg.hidden,
-        obs_mean=train_obs.mean(0).numpy(),
-        obs_std=train_obs.std(0).numpy(),
-        action_low=low,
-        action_high=high,
-        env_id=env_id or getattr(demos, "env_id", None),
-        head_kwargs=head_kwargs,
-        n_actions=n_actions,
-        choice=choice,
-        choice_info=choice_info,
-    )
+
+    def new_policy() -> BCPolicy:
+        return BCPolicy(
+            obs.shape[1],
+            actions.shape[1],
+            head=cfg.head,
+            hidden=cfg.hidden,
+            obs_mean=train_obs.mean(0).numpy(),
+            obs_std=train_obs.std(0).numpy(),
+            action_low=low,
+            action_high=high,
+            env_id=env_id or getattr(demos, "env_id", None),
+            head_kwargs=head_kwargs,
+            n_actions=n_actions,
+        )
+
+    policy = new_policy() if init_policy is None else init_policy
+    if (policy.obs_dim, policy.act_dim) != (obs.shape[1], actions.shape[1]):
+        raise ValueError(
+            f"init_policy is for obs/act dims {(policy.obs_dim, policy.act_dim)}, the demos "
+            f"have {(obs.shape[1], actions.shape[1])}"
+        )
+    out = Path(out) if out is not None else None
+    ckpt_dir = out / "checkpoint" if out else None
+    resuming = resume and ckpt_dir is not None and _recover_checkpoint(ckpt_dir)
+    if resuming:  # the choice (and the warm-up) are in the checkpoint
+        saved = BCPolicy.load(ckpt_dir)
+        choice, choice_info = saved.choice, saved.choice_info
+    else:
+        choice, choice_info = _choose(cfg, demos, data, train_idx, n_actions, policy)
+        if choice == "step" and cfg.choice == "auto" and choice_info:
+            # the probe said per step: start over exactly as choice="step" would
+            torch.manual_seed(cfg.seed)
+            np.random.seed(cfg.seed)
+            generator = torch.Generator().manual_seed(cfg.seed)
+            policy = new_policy()
+    policy.choice, policy.choice_info = choice, choice_info
     trainer = None
     if choice in ("episode", "group"):
         units, n_units = unit_ids(data["episode_ids"], getattr(demos, "groups", None), choice)
@@ -434,13 +434,11 @@ def train_bc(
         )
     optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
-    out = Path(out) if out is not None else None
-    ckpt_dir = out / "checkpoint" if out else None
     log_path = out / "log.csv" if out else None
     start = 0
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        if resume and (ckpt_dir / TRAINER_STATE).is_file():
+        if resuming:
             saved = BCPolicy.load(ckpt_dir)
             policy.load_state_dict(saved.state_dict())
             state = torch.load(ckpt_dir / TRAINER_STATE, weights_only=True)
@@ -467,7 +465,7 @@ def train_bc(
         if not all(torch.isfinite(p).all() for p in policy.parameters()):
             bar.close()
             raise TrainingDivergedError(
-                f"non-finite parameters at step {step}; last good checkpoint: {ckpt_dir}. "
+                f"non-finite parameters at step {step}{_last_good(ckpt_dir)}. "
                 "Lower --lr, check the demos for outliers of extreme magnitude, or use --resume."
             )
         state = {
@@ -499,7 +497,10 @@ def train_bc(
             rows = trainer.sample(step, generator)
             obs_b, act_b = train_obs.index_select(0, rows), train_act.index_select(0, rows)
             weights = trainer.loss_weights(rows)
-        loss = policy.head.training_loss(policy.features(obs_b), act_b, **weights)
+        features = policy.features(obs_b)
+        loss = policy.head.training_loss(features, act_b, **weights)
+        if trainer is not None:
+            loss = loss + trainer.rho_anchor(policy.head, features, rows)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         # NaN/inf guard, per step on the loss only: a non-finite gradient with a finite loss
@@ -507,7 +508,7 @@ def train_bc(
         # the parameters themselves, so a bad step never reaches the last good checkpoint
         if not torch.isfinite(loss):
             bar.close()
-            where = f"; last good checkpoint: {ckpt_dir}" if ckpt_dir else ""
+            where = _last_good(ckpt_dir)
             raise TrainingDivergedError(
                 f"non-finite loss/gradient at step {step} (loss={float(loss)}){where}. "
                 "Lower --lr, check the demos for outliers of extreme magnitude, or use --resume."
@@ -540,25 +541,3 @@ def train_bc(
         policy.save(out / "policy")
         writer.close()
     return policy
-
-
-# ------------------------------------------------------------------------------ CLI
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from choicebc.cli import add_dataclass_arguments
-
-    parser.add_argument("--demos", required=True, help="DemoSet .h5 file")
-    parser.add_argument("--out", required=True, help="run folder (policy, logs, checkpoints)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    add_dataclass_arguments(parser, TrainConfig)
-
-
-def run(args: argparse.Namespace) -> int:
-    from choicebc.cli import dataclass_from_args
-    from choicebc.demoset import DemoSet
-
-    cfg = dataclass_from_args(TrainConfig, args)
-    demos = DemoSet.load(args.demos)
-    train_bc(demos, out=args.out, resume=args.resume, progress=not args.no_progress, config=cfg)
-    print(f"policy saved to {Path(args.out) / 'policy'}")
-    return 0
