@@ -24,8 +24,9 @@ that of the units' log-likelihood. Started naively this collapses (every unit to
 mixture, or the bad units locked onto the target by their many self-consistent later steps:
 docs/design-notes.md). So the evidence grows from the first steps outward:
 
-1. warm-up: the per-step ChoiceNet on the first ``horizon`` steps of every episode only, near
-   the states both drivers share, where the majority defines the target;
+1. warm-up (``train_bc``, before the training proper): the per-step ChoiceNet on the first
+   ``horizon`` steps of every episode only, with its own learning-rate and lambda1 schedules,
+   near the states both drivers share, where the majority defines the target;
 2. an E-step over the first step of every episode alone assigns the units: from the second
    step on a driver is already in states of its own, where the warm-up has fitted its actions
    to the target, and a few such steps outvote the first (docs/design-notes.md);
@@ -34,8 +35,8 @@ docs/design-notes.md). So the evidence grows from the first steps outward:
    E-step's horizon once it is longer, so every step the E-step counts has been fitted under
    the current choice first.
 
-``choice="auto"`` (:func:`decide_choice`) fits the warm-up model alone and compares, on the
-same first steps and the same per-step densities, the likelihood of one choice per step with
+``choice="auto"`` runs the warm-up and compares, on the same first steps and with its per-step
+densities, the likelihood of one choice per step with
 that of one choice per unit; the more restrictive structure wins when it explains the data at
 least as well.
 """
@@ -49,6 +50,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+
+from choicebc.heads.base import TARGET_RHO_MIN
 
 CHOICES = ("step", "episode", "group", "auto")
 """``step``: eq. (6) per step; ``episode``/``group``: one choice per episode / per group of
@@ -72,19 +75,27 @@ class ChoiceSchedule:
     Attributes:
         horizon: first steps of every episode the warm-up trains on and the first E-step
             counts (the states both drivers share).
-        warmup: share of the training steps spent on the per-step warm-up.
-        grow: share of the training steps by which the horizon covers whole episodes.
+        warmup: steps of the per-step warm-up, as a share of the training steps (it runs
+            before them, with its own schedules).
+        grow: share of the training steps by which the E-step's horizon covers whole
+            episodes.
+        anchor: weight of :meth:`ChoiceTraining.rho_anchor`.
     """
 
     horizon: int = 5
     warmup: float = 0.1
     grow: float = 0.5
+    anchor: float = 1.0
 
     def __post_init__(self) -> None:
         if self.horizon < 1:
             raise ChoiceError(f"choice horizon must be >= 1 step, got {self.horizon}")
-        if not 0.0 <= self.warmup <= self.grow <= 1.0:
-            raise ChoiceError(f"need 0 <= choice warmup ({self.warmup}) <= grow ({self.grow}) <= 1")
+        if not 0.0 <= self.warmup <= 1.0 or not 0.0 < self.grow <= 1.0:
+            raise ChoiceError(
+                f"need choice warmup in [0, 1] ({self.warmup}) and grow in (0, 1] ({self.grow})"
+            )
+        if self.anchor < 0:
+            raise ChoiceError(f"choice anchor must be >= 0, got {self.anchor}")
 
 
 def validate_choice(choice: str, head: str, discrete: bool) -> None:
@@ -182,13 +193,18 @@ def score_rows(policy: Any, obs: Tensor, actions: Tensor, rows: Tensor | None = 
     return tuple(torch.cat(p) for p in zip(*parts, strict=True))
 
 
-def target_mask(rho: Tensor, units: Tensor, n_units: int, rho_min: float) -> Tensor:
-    """``(U, K) bool``: mixtures whose mean correlation over the unit's steps is >= ``rho_min``
-    (copies of the target, as :meth:`Mixture.target_posterior` counts them); column 0 always."""
-    total = rho.new_zeros(n_units, rho.shape[1]).index_add_(0, units, rho)
-    count = rho.new_zeros(n_units).index_add_(0, units, rho.new_ones(len(units))).clamp_min(1)
-    mask = total / count[:, None] >= rho_min
-    mask[:, 0] = True
+def unit_mean(values: Tensor, units: Tensor, n_units: int) -> Tensor:
+    """``(U, K)`` mean of per-step ``values (N, K)`` over each unit's steps (0 without any)."""
+    total = values.new_zeros(n_units, values.shape[1]).index_add_(0, units, values)
+    count = values.new_zeros(n_units).index_add_(0, units, values.new_ones(len(units)))
+    return total / count.clamp_min(1)[:, None]
+
+
+def family_mask(rho_bar: Tensor, rho_min: float = TARGET_RHO_MIN) -> Tensor:
+    """``(U, K)`` float: the mixtures whose mean correlation is >= ``rho_min`` (copies of the
+    target, as :meth:`Mixture.target_posterior` counts them); column 0 always."""
+    mask = (rho_bar >= rho_min).to(rho_bar.dtype)
+    mask[:, 0] = 1.0
     return mask
 
 
@@ -225,21 +241,19 @@ class ChoiceTraining:
         self.n_units, self.k, self.steps, self.batch_size = n_units, k, steps, batch_size
         self.schedule = schedule
         self.max_len = int(timesteps.max()) + 1
-        self.warmup_end = int(schedule.warmup * steps)
-        self.grow_end = max(int(schedule.grow * steps), self.warmup_end)
-        self.q: Tensor | None = None  # (U, K), None during the warm-up
+        self.grow_end = max(1, int(schedule.grow * steps))
+        self.q: Tensor | None = None  # (U, K) posterior, from the first E-step on
+        self.rho_bar: Tensor | None = None  # (U, K) mean correlation over the unit's rows
+        self.family: Tensor | None = None  # (U,) posterior share of the target's family
         self.last_estep = -1
 
     def estep_horizon(self, step: int) -> int:
         """Steps of every episode that count in the E-step at ``step``: the first step alone
-        at the end of the warm-up (the states both drivers share), then geometrically more,
-        to whole episodes at the end of the growth."""
-        if step <= self.warmup_end:
-            return 1
+        at first (the states both drivers share), then geometrically more, to whole episodes
+        at ``grow`` of the training."""
         if step >= self.grow_end:
             return self.max_len
-        frac = (step - self.warmup_end) / (self.grow_end - self.warmup_end)
-        return int(min(self.max_len, math.floor(self.max_len**frac)))
+        return int(min(self.max_len, math.floor(self.max_len ** (step / self.grow_end))))
 
     def horizon(self, step: int) -> int:
         """Steps of every episode that train at ``step``: the warm-up's first ``horizon``
@@ -254,23 +268,27 @@ class ChoiceTraining:
         return self.rows_before(self.horizon(step))
 
     def before_step(self, step: int, policy: Any, obs: Tensor, actions: Tensor) -> None:
-        """Run an E-step when one is due: at the end of the warm-up, then whenever the rows
+        """Run an E-step when one is due: at the first step, then whenever the rows
         that train have been drawn about once since the last one."""
-        if step < self.warmup_end:
-            return
         interval = max(ESTEP_MIN_INTERVAL, math.ceil(self.rows_in_horizon(step) / self.batch_size))
         if self.q is None or step - self.last_estep >= interval:
             n = self.rows_before(self.estep_horizon(step))
-            self.q = self.posterior(policy, obs, actions, self.order[:n])
+            self.estep(policy, obs, actions, self.order[:n])
             self.last_estep = step
 
-    def posterior(self, policy: Any, obs: Tensor, actions: Tensor, rows: Tensor) -> Tensor:
-        """``(U, K)`` each unit's posterior over the mixtures from the given rows (E-step)."""
-        log_pi, log_density, _ = score_rows(policy, obs, actions, rows)
-        scores = unit_log_scores(
-            log_pi, log_density, self.units[rows], self.first[rows], self.n_units
-        )
-        return torch.softmax(scores, dim=-1)
+    def estep(self, policy: Any, obs: Tensor, actions: Tensor, rows: Tensor) -> None:
+        """Each unit's posterior ``q (U, K)`` over the mixtures from the given rows; each
+        mixture's mean correlation ``rho_bar (U, K)`` over the unit's first ``horizon``
+        steps, where the drivers' states meet and the correlation is identified; and the
+        share of ``q`` on the target's family (``rho_bar >= 0.95``)."""
+        log_pi, log_density, rho = score_rows(policy, obs, actions, rows)
+        units, first = self.units[rows], self.first[rows]
+        scores = unit_log_scores(log_pi, log_density, units, first, self.n_units)
+        self.q = torch.softmax(scores, dim=-1)
+        early = self.order[: self.rows_before(self.schedule.horizon)]
+        _, _, rho = score_rows(policy, obs, actions, early)
+        self.rho_bar = unit_mean(rho, self.units[early], self.n_units)
+        self.family = (self.q * family_mask(self.rho_bar)).sum(-1)  # (U,)
 
     def sample(self, step: int, generator: torch.Generator) -> Tensor:
         """``(B,)`` training rows drawn uniformly from those inside the horizon."""
@@ -280,20 +298,42 @@ class ChoiceTraining:
 
     def loss_weights(self, rows: Tensor) -> dict[str, Tensor | None]:
         """Keyword arguments of ``ChoiceNetHead.training_loss`` for a batch of ``rows``:
-        the units' responsibilities (the L2 of eq. (7) then weighs each step by its target
-        family's share) and eq. (8)'s KL on the episodes' first steps (the episode-level
-        weights). ``{}`` in the warm-up."""
-        first = self.first.index_select(0, rows).float()
-        if self.q is None:
-            return {}
-        resp = self.q.index_select(0, self.units.index_select(0, rows))
-        return {"resp": resp, "kl_weight": first}
+        the units' responsibilities, the L2 of eq. (7) weighted by the share of the unit's
+        posterior on the target's family (mixtures whose mean correlation over the unit's
+        steps is >= 0.95), and eq. (8)'s KL on the episodes' first steps (the episode-level
+        weights)."""
+        units = self.units.index_select(0, rows)
+        return {
+            "resp": self.q.index_select(0, units),
+            "l2_weight": self.family.index_select(0, units),
+            "kl_weight": self.first.index_select(0, rows).float(),
+        }
+
+    def rho_anchor(self, head: Any, h: Tensor, rows: Tensor) -> Tensor:
+        """``anchor * mean_t sum_k q_uk (rho_k(s_t) - rho_bar_uk)^2``: a demonstrator's
+        correlation with the target is its own, so each mixture's rho in the unit's later
+        states is held to its value over the unit's first steps. Without it a mixture
+        that explains a flipped driver (rho = -1 where both drivers' states meet) may take
+        rho = +1 in states only that driver visits, which fits its actions as well and teaches
+        mu_1 the flipped actions there (docs/design-notes.md)."""
+        if self.schedule.anchor == 0:
+            return h.new_zeros(())
+        units = self.units.index_select(0, rows)
+        rho = head.correlations(h)
+        gap = (rho - self.rho_bar.index_select(0, units).to(rho.dtype)) ** 2
+        return self.schedule.anchor * (self.q.index_select(0, units) * gap).sum(-1).mean()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"q": self.q, "last_estep": self.last_estep}
+        return {
+            "q": self.q,
+            "rho_bar": self.rho_bar,
+            "family": self.family,
+            "last_estep": self.last_estep,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.q, self.last_estep = state["q"], int(state["last_estep"])
+        self.q, self.rho_bar, self.family = state["q"], state["rho_bar"], state["family"]
+        self.last_estep = int(state["last_estep"])
 
 
 def early_rows(timesteps: np.ndarray, horizon: int) -> np.ndarray:

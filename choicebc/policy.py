@@ -294,7 +294,8 @@ class BCPolicy(torch.nn.Module):
         ``group``): the posterior of the episode's unit over the mixtures under that one
         choice (:mod:`choicebc.choice`: the product of its steps' densities times the weights
         at its first state), summed over the mixtures whose mean correlation over the unit's
-        states is >= 0.95 (copies of the target). With ``group``, the episodes of a group
+        first steps (``choice_info["horizon"]``, where the drivers' states meet) is >= 0.95
+        (copies of the target). With ``group``, the episodes of a group
         share it (``demos.groups``; without groups each episode is its own). Any other
         policy: the mean of :meth:`data_quality` over the episode's steps.
 
@@ -306,7 +307,13 @@ class BCPolicy(torch.nn.Module):
             steps = self.data_quality(demos).astype(np.float64)
             starts = np.cumsum(lengths) - lengths
             return np.add.reduceat(steps, starts) / lengths if len(steps) else steps
-        from choicebc.choice import score_rows, target_mask, unit_ids, unit_log_scores
+        from choicebc.choice import (
+            family_mask,
+            score_rows,
+            unit_ids,
+            unit_log_scores,
+            unit_mean,
+        )
 
         groups = getattr(demos, "groups", None) if self.choice == "group" else None
         units, n_units = unit_ids(
@@ -318,9 +325,11 @@ class BCPolicy(torch.nn.Module):
             raise ValueError(f"actions must be (M, {self.act_dim}), got {tuple(actions.shape)}")
         log_pi, log_density, rho = score_rows(self, obs, actions)
         units_t = torch.from_numpy(units)
-        first = torch.from_numpy(np.asarray(demos.timesteps) == 0)
+        timesteps = np.asarray(demos.timesteps)
+        first = torch.from_numpy(timesteps == 0)
         q = torch.softmax(unit_log_scores(log_pi, log_density, units_t, first, n_units), -1)
-        target = target_mask(rho, units_t, n_units, TARGET_RHO_MIN)
+        early = torch.from_numpy(timesteps < self.choice_info.get("horizon", 5))
+        target = family_mask(unit_mean(rho[early], units_t[early], n_units), TARGET_RHO_MIN)
         unit_quality = (q * target).sum(-1).numpy()
         return unit_quality[units[np.cumsum(lengths) - lengths]]
 
