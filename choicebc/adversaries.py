@@ -15,6 +15,10 @@ float32``, like the expert, and each stands for a failure seen in real demonstra
   state-dependent, but aimed elsewhere. It stands for a demonstrator optimising a different
   objective (a misunderstood task, a conflicting incentive) or deliberate data poisoning; the
   hardest case, since its actions are as smooth and self-consistent as the expert's.
+* ``medium`` — an intermediate checkpoint of the expert's own SAC training at 30-60 % of its
+  return (D4RL's "medium"): a weaker but honest operator, the commonest case in multi-operator
+  datasets (robomimic's "worse / okay / better" operators). Shipped per locomotion task in
+  ``demos/mediums/<env_id>``.
 
 On a task with a discrete action (``Discrete(n)``, e.g. ``choicebc/PointReachDiscrete-v0``) the
 same kinds act on integer ids, ``obs (N, obs_dim) -> (N,) int64``:
@@ -25,8 +29,8 @@ same kinds act on integer ids, ``obs (N, obs_dim) -> (N,) int64``:
 * ``random`` — uniform over the ``n`` ids.
 * ``noisy`` — with probability ``p`` (default 0.3) a uniform random id, else the expert's: the
   discrete analogue of a shaky hand (a mis-pressed key, a coarse menu choice).
-* ``saboteur`` — not available: the shipped saboteurs are continuous SB3 actors; pass your own
-  callable ``obs -> ids`` as the adversary instead.
+* ``saboteur``, ``medium`` — not available: the shipped ones are continuous SB3 actors; pass
+  your own callable ``obs -> ids`` as the adversary instead.
 
 Adversaries derived from the expert (``flipped``, ``noisy``) can reuse the expert's actions that
 the collector has already computed (:meth:`Adversary.from_expert_actions`), so mixing costs one
@@ -45,7 +49,7 @@ import numpy as np
 
 from choicebc.envs import get_task
 
-KINDS = ("flipped", "random", "noisy", "saboteur")
+KINDS = ("flipped", "random", "noisy", "saboteur", "medium")
 
 
 class UnknownAdversaryError(ValueError):
@@ -53,7 +57,7 @@ class UnknownAdversaryError(ValueError):
 
 
 class SaboteurNotFoundError(FileNotFoundError):
-    """No saboteur policy is available for the requested env."""
+    """No saboteur (or medium) policy is available for the requested env."""
 
 
 class Adversary(ABC):
@@ -312,18 +316,14 @@ def _check_ids(actions: np.ndarray, n_actions: int, who: str) -> np.ndarray:
     return a.astype(np.int64)
 
 
-class SaboteurAdversary(Adversary):
-    """A policy trained to minimise the task reward (SB3, exported like an expert).
-
-    Stands for a competent demonstrator pursuing the wrong objective, or data poisoning: its
-    actions are smooth and state-consistent, so nothing but their effect gives them away.
+class PolicyAdversary(Adversary):
+    """A demonstrator that is itself a trained policy (SB3, exported like an expert).
 
     Args:
-        policy: an :class:`~choicebc.experts.ExpertPolicy` whose card says
-            ``"objective": "minimize"``.
+        policy: an :class:`~choicebc.experts.ExpertPolicy`.
     """
 
-    kind = "saboteur"
+    kind = "policy"
 
     def __init__(self, policy: Any) -> None:
         self.policy = policy
@@ -345,9 +345,31 @@ class SaboteurAdversary(Adversary):
 
     def __repr__(self) -> str:
         card = self.policy.card
-        ret = card.get("expert_mean_return", card.get("train_eval_mean_return"))
+        ret = card.get("mean_return", card.get("expert_mean_return"))
+        ret = card.get("train_eval_mean_return") if ret is None else ret
         ret_text = "" if ret is None else f", return {ret:.0f}"
-        return f"SaboteurAdversary({card['env_id']}, {card.get('algo', '?')}{ret_text})"
+        return f"{type(self).__name__}({card['env_id']}, {card.get('algo', '?')}{ret_text})"
+
+
+class SaboteurAdversary(PolicyAdversary):
+    """A policy trained to minimise the task reward.
+
+    Stands for a competent demonstrator pursuing the wrong objective, or data poisoning: its
+    actions are smooth and state-consistent, so nothing but their effect gives them away.
+    Its card says ``"objective": "minimize"``.
+    """
+
+    kind = "saboteur"
+
+
+class MediumAdversary(PolicyAdversary):
+    """A weaker operator: an intermediate checkpoint of the expert's own SAC training, at 30-60 %
+    of the expert's return (D4RL's "medium"). Competent and consistent, just worse: the
+    demonstrator real multi-operator datasets hold most often. Its card says
+    ``"kind": "medium"`` and records the training step it comes from and its measured return.
+    """
+
+    kind = "medium"
 
 
 # ---------------------------------------------------------------------- saboteur files
@@ -391,13 +413,51 @@ def load_saboteur(env_id: str, path: str | Path | None = None) -> SaboteurAdvers
     return SaboteurAdversary(policy)
 
 
+def medium_dir(env_id: str) -> Path:
+    """Folder of the shipped medium demonstrator for ``env_id``: ``demos/mediums/<env_id>``."""
+    from choicebc.experts import experts_root
+
+    return experts_root().parent / "mediums" / env_id
+
+
+def medium_train_command(env_id: str) -> str:
+    return (
+        f"choicebc expert train {env_id} --seed <the expert card's seed> --snapshots "
+        f"--eval-every 5000 --out-dir runs/medium, then choicebc expert medium {env_id} "
+        f"--run-dir runs/medium/{env_id}"
+    )
+
+
+def load_medium(env_id: str, path: str | Path | None = None) -> MediumAdversary:
+    """The medium demonstrator for ``env_id``: the shipped one, or the folder at ``path``.
+
+    Raises:
+        SaboteurNotFoundError: none shipped (the message gives the commands that make one).
+        ExpertLoadError: the folder is unreadable, for another env, or not a medium.
+    """
+    from choicebc.experts import ExpertLoadError, ExpertPolicy
+
+    folder = Path(path) if path is not None else medium_dir(env_id)
+    if not (folder / "card.json").is_file():
+        raise SaboteurNotFoundError(
+            f"no medium demonstrator for {env_id!r} at {folder}. Make one with "
+            f"`{medium_train_command(env_id)}`, or pass path=<a snapshot folder>"
+        )
+    policy = ExpertPolicy.load(folder)
+    if policy.env_id != env_id:
+        raise ExpertLoadError(f"the medium in {folder} is for {policy.env_id}, not {env_id}")
+    if policy.card.get("objective", "maximize") != "maximize":
+        raise ExpertLoadError(f"{folder} holds a saboteur, not a medium demonstrator")
+    return MediumAdversary(policy)
+
+
 # ---------------------------------------------------------------------- factory
 def make_adversary(kind: str, expert: Any, **kwargs: Any) -> Adversary:
     """An adversary of ``kind`` for ``expert``.
 
     Args:
-        kind: ``"flipped"``, ``"random"``, ``"noisy"`` or ``"saboteur"`` (see the module doc for
-            the failure each stands for).
+        kind: ``"flipped"``, ``"random"``, ``"noisy"``, ``"saboteur"`` or ``"medium"`` (see the
+            module doc for the failure each stands for).
         expert: the expert callable ``obs (N, obs_dim) -> actions (N, act_dim)``.
         **kwargs:
             ``env_id``: the task, used for the action box (``random``, ``noisy``) and to find
@@ -406,7 +466,7 @@ def make_adversary(kind: str, expert: Any, **kwargs: Any) -> Adversary:
             ``sigma``: noise std of ``noisy``, in action units (default 0.3; Box tasks).
             ``p``: probability of a random id of ``noisy`` on a discrete task (default 0.3).
             ``seed``: generator seed of ``random`` / ``noisy`` (default 0).
-            ``path``: a saboteur folder, instead of the shipped one.
+            ``path``: a saboteur / medium folder, instead of the shipped one.
 
     Raises:
         UnknownAdversaryError: unknown ``kind`` (the message lists the known ones).
@@ -414,8 +474,8 @@ def make_adversary(kind: str, expert: Any, **kwargs: Any) -> Adversary:
             the task's action space: ``sigma``/``low``/``high`` on a discrete task, ``p`` on a
             Box task).
         ValueError: the action box cannot be determined, ``sigma <= 0``, ``p`` outside
-            (0, 1], or ``saboteur`` on a discrete task.
-        SaboteurNotFoundError: ``saboteur`` without a shipped or given saboteur.
+            (0, 1], or ``saboteur`` / ``medium`` on a discrete task.
+        SaboteurNotFoundError: ``saboteur`` / ``medium`` without a shipped or given policy.
     """
     if kind not in KINDS:
         close = difflib.get_close_matches(str(kind), KINDS, n=1)
@@ -436,6 +496,7 @@ def make_adversary(kind: str, expert: Any, **kwargs: Any) -> Adversary:
         "random": {"env_id", "low", "high", "seed"},
         "noisy": {"env_id", "low", "high", "seed", "sigma"},
         "saboteur": {"env_id", "path"},
+        "medium": {"env_id", "path"},
     }[kind]
     unexpected = set(kwargs) - allowed
     if unexpected:
@@ -447,6 +508,8 @@ def make_adversary(kind: str, expert: Any, **kwargs: Any) -> Adversary:
         return FlippedAdversary(expert)
     if kind == "saboteur":
         return load_saboteur(_env_id(expert, kwargs, kind), kwargs.get("path"))
+    if kind == "medium":
+        return load_medium(_env_id(expert, kwargs, kind), kwargs.get("path"))
     low, high = _action_box(expert, kwargs, kind)
     if kind == "random":
         return RandomAdversary(low, high, seed=kwargs.get("seed", 0))
@@ -465,9 +528,9 @@ def _discrete_task(expert: Any, kwargs: dict) -> Any:
 
 
 def _make_discrete_adversary(kind: str, expert: Any, task: Any, kwargs: dict) -> Adversary:
-    if kind == "saboteur":
+    if kind in ("saboteur", "medium"):
         raise ValueError(
-            f"no saboteur for {task.env_id}: the saboteurs are continuous SB3 actors and this "
+            f"no {kind} for {task.env_id}: the shipped {kind}s are continuous SB3 actors and this "
             "task's action is discrete. Pass your own callable obs -> action ids as the "
             "adversary (cb.collect(..., adversary=my_policy))"
         )

@@ -86,6 +86,11 @@ class Method:
         clean_only: train on the ground-truth clean steps only (the oracle).
         scores: the policy's ``data_quality`` ranks corrupt steps (ROC AUC is reported).
         reference: where the method comes from (printed under the tables).
+        choice: ChoiceNet's choice of mixture (``step``, ``episode``, ``auto``; see
+            :mod:`choicebc.choice`), ``None`` for other heads.
+        uses_rewards: the method reads the demonstrations' rewards, which real teleoperation
+            data usually lack (marked in the tables, never bold).
+        top_by_return: train on the top ``1 - ratio`` share of the episodes by return (%BC).
     """
 
     name: str
@@ -94,6 +99,9 @@ class Method:
     clean_only: bool = False
     scores: bool = False
     reference: str = ""
+    choice: str | None = None
+    uses_rewards: bool = False
+    top_by_return: bool = False
 
 
 METHODS: dict[str, Method] = {
@@ -104,7 +112,25 @@ METHODS: dict[str, Method] = {
             "ChoiceNet-BC",
             "choicenet",
             scores=True,
-            reference="Choi et al., ChoiceNet (2018): Cholesky-block mixture of correlated means",
+            reference="Choi et al., ChoiceNet (2018): Cholesky-block mixture of correlated means; "
+            "one choice of mixture per step (eq. (6))",
+            choice="step",
+        ),
+        Method(
+            "choicenet_episode",
+            "ChoiceNet-BC (episode)",
+            "choicenet",
+            scores=True,
+            reference="ChoiceNet with one choice of mixture per demonstration (choicebc.choice)",
+            choice="episode",
+        ),
+        Method(
+            "choicenet_auto",
+            "ChoiceNet-BC (auto)",
+            "choicenet",
+            scores=True,
+            reference="ChoiceNet with the choice picked per dataset (train_bc's default)",
+            choice="auto",
         ),
         Method("mse", "MSE-BC", "mse", reference="plain behaviour cloning, squared error"),
         Method(
@@ -134,6 +160,16 @@ METHODS: dict[str, Method] = {
             None,
             scores=True,
             reference="Sasaki & Yamashina, ICLR 2021: ensemble reweighted by its own likelihood",
+        ),
+        Method(
+            "pbc",
+            "%BC (uses rewards)",
+            "mse",
+            scores=True,
+            reference="MSE-BC on the top (1 - ratio) episodes by return (Chen et al., Decision "
+            "Transformer, 2021): needs rewards",
+            uses_rewards=True,
+            top_by_return=True,
         ),
         Method(
             "oracle",
@@ -182,6 +218,7 @@ def train_method(
     progress: bool = False,
     bcnd_ensemble: int = 5,
     bcnd_rounds: int = 3,
+    ratio: float = 0.0,
 ) -> Any:
     """Train one report method on ``demos``; returns a policy with ``act`` and ``data_quality``.
 
@@ -193,6 +230,8 @@ def train_method(
         out: ``train_bc`` run folder (logs, checkpoints, ``policy/``); ``None``: in memory.
         progress: show the training progress bar.
         bcnd_ensemble, bcnd_rounds: BCND's ensemble size and number of rounds.
+        ratio: the corruption ratio the set was collected with (%BC keeps the top
+            ``1 - ratio`` of the episodes by return).
 
     Raises:
         ReportError: unknown method, or one whose implementation is not installed.
@@ -220,7 +259,35 @@ def train_method(
     if spec.head not in HEADS:
         raise ReportError(f"method {method!r} needs head {spec.head!r}, not registered here")
     cfg = TrainConfig(head=spec.head, steps=steps, seed=seed, clean_only=spec.clean_only)
+    if spec.choice is not None:
+        cfg = replace(cfg, choice=spec.choice)
+    if spec.top_by_return:
+        demos = top_episodes_by_return(demos, 1.0 - ratio)
     return train_bc(demos, config=cfg, out=out, progress=progress)
+
+
+def top_episodes_by_return(demos: Any, share: float) -> Any:
+    """The ``share`` of ``demos``' episodes with the highest returns (at least one): %BC."""
+    n = max(1, int(round(share * demos.num_episodes)))
+    order = np.argsort(-np.asarray(demos.episode_returns), kind="stable")
+    keep = np.zeros(demos.num_episodes, dtype=bool)
+    keep[order[:n]] = True
+    return demos.filter_episodes(keep)
+
+
+def demo_scores(method: str, policy: Any, demos: Any) -> np.ndarray | None:
+    """``(E,)`` how each method ranks whole demonstrations (high = the target's), or None:
+    ``demo_quality`` for a BC policy with a noise model, the episode mean of ``data_quality``
+    for BCND, the return for %BC."""
+    spec = METHODS[method]
+    if spec.top_by_return:
+        return np.asarray(demos.episode_returns, dtype=np.float64)
+    if not spec.scores:
+        return None
+    if hasattr(policy, "demo_quality"):
+        return policy.demo_quality(demos)
+    steps = np.asarray(policy.data_quality(demos), dtype=np.float64)
+    return np.add.reduceat(steps, demos.episode_starts) / demos.episode_lengths
 
 
 def corruption_auc(quality: np.ndarray, is_corrupt: np.ndarray) -> float | None:
@@ -358,6 +425,7 @@ QUICK = {
     "mixes": ("step",),
     "ratios": (0.0, 0.3, 0.5),
     "seeds": (0,),
+    "methods": ("choicenet", "mse", "mdn", "gmm", "l1", "robust", "bcnd", "oracle"),
     "steps": 5_000,
     "bcnd_steps": 1_000,
     "out": "runs/report-quick",
@@ -382,7 +450,8 @@ class ReportConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     """seeds (each: its own demo set, training and evaluation)"""
     methods: tuple[str, ...] = ()
-    """methods (empty: every available one: choicenet mse mdn gmm l1 robust bcnd oracle)"""
+    """methods (empty: every available one: choicenet choicenet_episode choicenet_auto mse mdn
+    gmm l1 robust bcnd pbc oracle)"""
     episodes: int = 100
     """demonstration episodes per demo set"""
     steps: int = 20_000
@@ -516,12 +585,13 @@ def read_cells(root: str | Path) -> list[dict[str, Any]]:
     cells = []
     for path in sorted(Path(root, "cells").glob("*/*/*.json")):  # env/tag/method.json
         try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            print(f"skipping unreadable cell {path}: {exc}", file=sys.stderr)
-            continue
-        if data.get("format") == CELL_FORMAT:
-            cells.append(data)
+            data = json.loads(path.read_bytes().decode("utf-8"))
+            if data.get("format") == CELL_FORMAT:
+                cell_of(data)  # the fields the render reads
+                cells.append(data)
+        except (OSError, ValueError, AttributeError, KeyError, TypeError) as exc:
+            # ValueError: also UnicodeDecodeError and JSONDecodeError
+            print(f"skipping unreadable cell {path}: {exc!r}", file=sys.stderr)
     return cells
 
 
@@ -607,6 +677,7 @@ def _cell_record(cell: Cell, root: Path, budget: Budget) -> dict[str, Any]:
         cell.seed,
         bcnd_ensemble=budget.bcnd_ensemble,
         bcnd_rounds=budget.bcnd_rounds,
+        ratio=cell.ratio,
     )
     train_s = time.perf_counter() - t
     t = time.perf_counter()
@@ -619,11 +690,14 @@ def _cell_record(cell: Cell, root: Path, budget: Budget) -> dict[str, Any]:
         nthread=1,
     )
     eval_s = time.perf_counter() - t
-    auc, score_s = None, 0.0
-    if METHODS[cell.method].scores:
-        t = time.perf_counter()
+    auc, demo_auc, score_s = None, None, 0.0
+    t = time.perf_counter()
+    if METHODS[cell.method].scores and not METHODS[cell.method].top_by_return:
         auc = corruption_auc(policy.data_quality(demos), demos.is_corrupt)
-        score_s = time.perf_counter() - t
+    ranking = demo_scores(cell.method, policy, demos)
+    if ranking is not None:  # an episode is corrupt when the adversary drove most of it
+        demo_auc = corruption_auc(ranking, demos.adversary_share >= 0.5)
+    score_s = time.perf_counter() - t
     return {
         "format": CELL_FORMAT,
         "version": CELL_VERSION,
@@ -639,6 +713,7 @@ def _cell_record(cell: Cell, root: Path, budget: Budget) -> dict[str, Any]:
         "eval_seed": res.seed,
         "unstable_episodes": int(res.unstable.sum()),
         "roc_auc": auc,
+        "demo_roc_auc": demo_auc,
         "transitions": int(demos.num_transitions),
         "corrupt_share": float(demos.is_corrupt.mean()),
         "timings": {

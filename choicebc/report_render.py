@@ -213,15 +213,17 @@ def _score_table(index, env, adv, mix, ratios, methods, seeds) -> list[str]:
     for m in methods:
         cells = []
         for j, text in enumerate(rows[m]):
-            best = max((means[o][j] for o in methods if o != "oracle"), default=-math.inf)
-            bold = m != "oracle" and means[m][j] == best and best > -math.inf
+            # bold: the best method that reads neither labels (oracle) nor rewards (%BC)
+            peers = [o for o in methods if o != "oracle" and not METHODS[o].uses_rewards]
+            best = max((means[o][j] for o in peers), default=-math.inf)
+            bold = m in peers and means[m][j] == best and best > -math.inf
             cells.append(f"**{text}**" if bold else text)
         lines.append(f"| {METHODS[m].label} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 
 def _auc_section(index, envs, grid, seeds) -> list[str]:
-    scoring = [m for m in grid["methods"] if METHODS[m].scores]
+    scoring = [m for m in grid["methods"] if m in METHODS and METHODS[m].scores]
     ratios = [r for r in grid["ratios"] if r > 0]
     if not scoring or not ratios:
         return []
@@ -231,22 +233,29 @@ def _auc_section(index, envs, grid, seeds) -> list[str]:
         "ROC AUC of each method's `data_quality` score (posterior that a step came from the "
         "target demonstrator) against the ground-truth `is_corrupt` labels of its training "
         "demonstrations; mean ± std over seeds. 0.5 = chance, 1.0 = every corrupt step ranked "
-        "below every clean one. (No AUC at 0 %: there is nothing to find.)",
+        "below every clean one. (No AUC at 0 %: there is nothing to find.) With episode "
+        "mixing the AUC is per episode: each method's ranking of whole demonstrations "
+        "(`demo_quality`; the episode mean of `data_quality` for BCND; the return for %BC) "
+        "against the episodes the adversary drove.",
         "",
     ]
     for env in envs:
         for adv in grid["adversaries"]:
             for mix in grid["mixes"]:
+                key = "demo_roc_auc" if mix == "episode" else "roc_auc"
+                per = "per-episode ROC AUC" if mix == "episode" else "ROC AUC"
                 lines += [
-                    f"### {env} — {adv} adversary, {mix} mixing (ROC AUC)",
+                    f"### {env} — {adv} adversary, {mix} mixing ({per})",
                     "",
                     "| method | " + " | ".join(_pct(r) for r in ratios) + " |",
                     "|---|" + "---:|" * len(ratios),
                 ]
                 for m in scoring:
+                    if key == "roc_auc" and METHODS[m].top_by_return:
+                        continue  # %BC ranks whole episodes only
                     vals = [
                         _fmt_mean_std(
-                            _values(index, env, adv, mix, r, m, seeds, "roc_auc"), 3, len(seeds)
+                            _values(index, env, adv, mix, r, m, seeds, key), 3, len(seeds)
                         )
                         for r in ratios
                     ]

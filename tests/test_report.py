@@ -330,7 +330,8 @@ def test_quick_preset_and_method_selection():
     assert ReportConfig(quick=True, steps=123).resolved().steps == 123
     # every available method by default; the oracle is always there
     names = ReportConfig().method_names()
-    assert names[:2] == ["choicenet", "mse"] and names[-1] == "oracle"
+    assert names[:3] == ["choicenet", "choicenet_episode", "choicenet_auto"]
+    assert "pbc" in names and names[-1] == "oracle"
     assert ReportConfig(methods=("l1",)).method_names() == ["l1", "oracle"]
     with pytest.raises(ReportError, match="unknown methods"):
         ReportConfig(methods=("nope",)).method_names()
@@ -345,3 +346,20 @@ def test_ray_missing_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(RayUnavailableError, match=r"choicebc\[cluster\]"):
         report.import_ray()
+
+
+def test_render_only_skips_unreadable_cells_and_names_them(tmp_path, capsys):
+    root = tmp_path / "run"
+    cell, rec = _record("HalfCheetah-v5", "flipped", "step", 0.3, 0, "mse", 50.0)
+    report.write_json_atomic(cell.path(root), rec)
+    not_utf8 = cell.path(root).with_name("l1.json")
+    not_utf8.write_bytes(b'\xff\xfe{"format": 1}')
+    not_an_object = cell.path(root).with_name("choicenet.json")
+    not_an_object.write_text("[1, 2]")
+    results = tmp_path / "report.md"
+    code = cli_main(["report", "--render-only", "--out", str(root), "--results", str(results)])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert f"skipping unreadable cell {not_utf8}" in err
+    assert f"skipping unreadable cell {not_an_object}" in err
+    assert "from 1 cell files" in results.read_text()
