@@ -202,3 +202,48 @@ def test_expert_eval_ship_puts_a_saboteur_under_demos_saboteurs(tmp_path, monkey
     assert not (tmp_path / "experts").exists()  # never shipped as an expert
     sab = load_saboteur("HalfCheetah-v5", shipped)
     assert sab.policy.card["eval_episodes"] == 2
+
+
+def test_the_shipped_halfcheetah_medium_is_between_random_and_the_expert():
+    from choicebc.adversaries import MediumAdversary, medium_dir
+    from choicebc.experts import load_expert
+
+    expert = load_expert("HalfCheetah-v5")
+    adv = make_adversary("medium", expert)
+    assert isinstance(adv, MediumAdversary) and adv.kind == "medium"
+    card = adv.policy.card
+    assert card["kind"] == "medium" and 0.3 <= card["expert_return_share"] <= 0.6
+    assert card["mean_return"] == pytest.approx(
+        card["expert_return_share"] * expert.card["expert_mean_return"]
+    )
+    obs = observations(20)
+    assert adv(obs).shape == (20, 6) and not np.allclose(adv(obs), expert(obs))
+    assert (medium_dir("HalfCheetah-v5") / "actor.safetensors").is_file()
+
+
+def test_pick_medium_ships_the_snapshot_inside_the_band(tmp_path, capsys):
+    """Two snapshots: the shipped medium (in the band) and the expert (above it)."""
+    import shutil
+
+    from choicebc.adversaries import medium_dir
+    from choicebc.experts import expert_dir, load_expert
+    from choicebc.experts.medium import MediumError, pick_medium
+
+    run = tmp_path / "run"
+    expert = load_expert("HalfCheetah-v5")
+    for step, source, ret in (
+        (1000, medium_dir("HalfCheetah-v5"), 2400.0),
+        (2000, expert_dir("HalfCheetah-v5"), 5300.0),
+    ):
+        policy = ExpertPolicy.load(source)
+        policy.card["train_eval_mean_return"] = ret
+        policy.save(run / "snapshots" / f"step_{step}")
+    policy, rows = pick_medium("HalfCheetah-v5", run, episodes=4, num_envs=4, progress=False)
+    assert policy.card["source_step"] == 1000 and [r["step"] for r in rows] == [1000]
+    assert 0.3 <= policy.card["expert_return_share"] <= 0.6
+    shutil.rmtree(run / "snapshots" / "step_1000")
+    with pytest.raises(MediumError, match="no snapshot"):
+        pick_medium("HalfCheetah-v5", run, episodes=4, num_envs=4, progress=False)
+    with pytest.raises(MediumError, match="--snapshots"):
+        pick_medium("HalfCheetah-v5", tmp_path / "empty", episodes=4, progress=False)
+    assert expert.card["expert_mean_return"] > 5000

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="expert_command", metavar="{train,eval}", required=True)
+    sub = parser.add_subparsers(dest="expert_command", metavar="{train,eval,medium}", required=True)
     train = sub.add_parser("train", help="train (or resume) an expert with stable-baselines3")
     add_dataclass_arguments(train, ExpertTrainConfig)
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -35,6 +35,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ev.add_argument("--num-envs", type=int, default=100, help="parallel simulations")
     ev.add_argument("--seed", type=int, default=12345, help="evaluation seed")
     ev.add_argument("--ship", action="store_true", help="write card + weights to demos/experts")
+    md = sub.add_parser(
+        "medium",
+        help="pick a medium demonstrator (30-60 %% of the expert's return) from the snapshots "
+        "of a re-run of the expert's training and ship it to demos/mediums/ENV_ID",
+    )
+    md.add_argument("env_id", help="task id, e.g. HalfCheetah-v5")
+    md.add_argument(
+        "--run-dir", required=True, help="run folder of `expert train --snapshots` (its parent)"
+    )
+    md.add_argument("--episodes", type=int, default=100, help="evaluation episodes (default 100)")
+    md.add_argument("--num-envs", type=int, default=100, help="parallel simulations")
+    md.add_argument("--seed", type=int, default=12345, help="evaluation seed")
+    md.add_argument("--dry-run", action="store_true", help="measure and print, ship nothing")
 
 
 def random_policy(env_id: str, seed: int):
@@ -85,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
             return 2
         print(f"best expert: {policy.card.get('train_eval_mean_return')} (run dir {cfg.out_dir})")
         return 0
+    if args.expert_command == "medium":
+        return _medium(args)
     policy = load_expert(args.env_id, path=args.path)
     card = measure_expert(policy, args.episodes, args.num_envs, args.seed)
     for key, value in card.items():
@@ -99,6 +114,36 @@ def run(args: argparse.Namespace) -> int:
             target = expert_dir(args.env_id)
         if args.path and Path(args.path).resolve() != target.resolve():
             shutil.rmtree(target, ignore_errors=True)
+        policy.save(target)
+        print(f"shipped to {target}")
+    return 0
+
+
+def _medium(args: argparse.Namespace) -> int:
+    from choicebc.adversaries import medium_dir
+    from choicebc.experts.medium import MediumError, pick_medium
+
+    if args.episodes < 1 or args.num_envs < 1:
+        print("choicebc expert medium: --episodes and --num-envs must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        policy, rows = pick_medium(
+            args.env_id, args.run_dir, args.episodes, args.num_envs, args.seed
+        )
+    except (MediumError, OSError, ValueError) as exc:
+        print(f"choicebc expert medium: {exc}", file=sys.stderr)
+        return 2
+    print("| step | mean return | share of expert | normalized score |")
+    print("|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['step']:,} | {r['mean_return']:.0f} ± {r['std_return']:.0f} | "
+            f"{r['expert_return_share']:.3f} | {r['normalized_score']:.1f} |"
+        )
+    print(f"chosen: step {policy.card['source_step']:,}")
+    if not args.dry_run:
+        target = medium_dir(args.env_id)
+        shutil.rmtree(target, ignore_errors=True)
         policy.save(target)
         print(f"shipped to {target}")
     return 0
