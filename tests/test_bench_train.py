@@ -53,3 +53,37 @@ def test_run_reports_ratios_and_checks(tmp_path, capsys):
     assert "choicenet/mse step cost" in checks and "train_bc choicenet" in checks
     assert all(line.startswith(("PASS: ", "FAIL: ")) for line in result["checks"])
     assert result["table"] in capsys.readouterr().out
+
+
+def test_episode_choice_is_timed_against_the_step_choice(tmp_path):
+    parser = argparse.ArgumentParser()
+    bench_train.add_arguments(parser)
+    out = tmp_path / "bench_train.json"
+    args = parser.parse_args(
+        [
+            "--heads",
+            "mse",
+            "--hidden",
+            "16",
+            "--steps",
+            "2",
+            "--rounds",
+            "1",
+            "--no-train-bc",
+            "--episode-choice",
+            "--transitions",
+            "3000",
+            "--choice-steps",
+            "4",
+            "8",
+            "--train-rounds",
+            "1",
+            "--out",
+            str(out),
+        ]  # fmt: skip
+    )
+    assert bench_train.run(args) == 0
+    result = json.loads(out.read_text())
+    assert set(result["choice_seconds_per_step"]) == {"step", "episode"}
+    assert any("episode / step choice" in line for line in result["checks"])
+    assert "| episode |" in result["table"]

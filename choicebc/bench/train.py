@@ -11,6 +11,8 @@ actions, K = 5 mixtures, batch 256, Adam, CPU):
    guard and the periodic validation included. Its steady-state rate is the slope between two
    runs of different length (so the one-off setup -- the split, copying 1 M rows, building the
    policy -- cancels), compared with the bare step of the same head (issue 5: >= 90 %).
+3. With ``--episode-choice``: ``train_bc`` with ChoiceNet's one choice per episode against
+   one per step, on the same data (issue 19: <= 1.5x), E-steps included.
 
 Heads are timed in interleaved rounds (mse, mdn, choicenet, ..., mse, ...) so that load on a
 shared machine hits every head alike. Both wall-clock and process CPU time are reported: on a
@@ -39,6 +41,9 @@ CHOICENET_MAX_COST = 1.5
 """Issue 2: a ChoiceNet step may cost at most 1.5x an MSE step."""
 TRAIN_BC_MIN_SHARE = 0.9
 """Issue 5: ``train_bc`` must run at >= 90 % of the bare head step's rate."""
+EPISODE_CHOICE_MAX_COST = 1.5
+"""Issue 19: a train_bc step with one choice per episode may cost at most 1.5x one per step."""
+CHOICES = ("step", "episode")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,6 +67,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="lengths of the two train_bc runs whose time difference gives the rate",
     )
     parser.add_argument("--train-rounds", type=int, default=2, help="train_bc rounds per head")
+    parser.add_argument(
+        "--episode-choice",
+        action="store_true",
+        help="also time train_bc with ChoiceNet's one choice per episode against one per step "
+        "(its own runs: --choice-steps)",
+    )
+    parser.add_argument(
+        "--choice-steps",
+        type=int,
+        nargs=2,
+        default=[2_000, 10_000],
+        metavar=("SHORT", "LONG"),
+        help="train_bc run lengths of the choice comparison: long enough that the E-steps over "
+        "whole episodes (one per pass over the data) are in the slope",
+    )
     parser.add_argument("--no-train-bc", action="store_true", help="only the bare head steps")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
@@ -141,7 +161,9 @@ def synthetic_demos(
     )
 
 
-def _time_train_bc(demos: SyntheticDemos, head: str, steps: int, args) -> tuple[float, float]:
+def _time_train_bc(
+    demos: SyntheticDemos, head: str, steps: int, args, choice: str = "step"
+) -> tuple[float, float]:
     """Wall-clock and CPU seconds of one in-memory ``train_bc`` run of ``steps`` steps."""
     from choicebc.train import TrainConfig, train_bc
 
@@ -152,11 +174,50 @@ def _time_train_bc(demos: SyntheticDemos, head: str, steps: int, args) -> tuple[
         hidden=tuple(args.hidden),
         seed=args.seed,
         checkpoint_every=0,
+        choice=choice,
     )
     kwargs = {"n_mixtures": args.mixtures} if head in MIXTURE_HEADS else None
     start, start_cpu = time.perf_counter(), time.process_time()
     train_bc(demos, config=cfg, progress=False, head_kwargs=kwargs)
     return time.perf_counter() - start, time.process_time() - start_cpu
+
+
+def _time_choices(args) -> dict[str, dict[str, float]]:
+    """Seconds per ``train_bc`` step of ChoiceNet with one choice per step and per episode:
+    the slope between a short and a long run of each (the warm-up, the same length in both,
+    cancels; the E-steps -- one pass over the rows in the horizon each -- stay in)."""
+    from tqdm.auto import tqdm
+
+    short, long = args.choice_steps
+    if not 0 < short < long:
+        raise ValueError(f"--choice-steps needs 0 < SHORT < LONG, got {short} {long}")
+    demos = synthetic_demos(args.transitions, args.obs_dim, args.act_dim, args.seed)
+    out: dict[str, dict[str, list[float]]] = {c: {"wall": [], "CPU": []} for c in CHOICES}
+    bar = tqdm(total=args.train_rounds * len(CHOICES), desc="bench train: choice")
+    for _ in range(args.train_rounds):
+        for choice in CHOICES:
+            w1, c1 = _time_train_bc(demos, "choicenet", short, args, choice)
+            w2, c2 = _time_train_bc(demos, "choicenet", long, args, choice)
+            out[choice]["wall"].append((w2 - w1) / (long - short))
+            out[choice]["CPU"].append((c2 - c1) / (long - short))
+            bar.update(1)
+    bar.close()
+    return {c: {k: statistics.median(v) for k, v in d.items()} for c, d in out.items()}
+
+
+def _choice_table(cost: dict[str, dict[str, float]]) -> str:
+    rows = [
+        "| choicenet choice | train_bc steps/s (wall) | train_bc steps/s (CPU) | cost / step "
+        "choice (wall) | cost / step choice (CPU) |",
+        "|---|---|---|---|---|",
+    ]
+    for c in CHOICES:
+        w, cpu = cost[c]["wall"], cost[c]["CPU"]
+        rows.append(
+            f"| {c} | {1 / w:.0f} | {1 / cpu:.0f} | {w / cost['step']['wall']:.2f}x | "
+            f"{cpu / cost['step']['CPU']:.2f}x |"
+        )
+    return "\n".join(rows)
 
 
 # ------------------------------------------------------------------ report
@@ -248,6 +309,17 @@ def run(args: argparse.Namespace) -> int:
 
     table = _table(args.heads, bare_w, bare_c, bc_w, bc_c, cmp_w, cmp_c)
     checks = []
+    choice_cost = {}
+    if args.episode_choice:
+        choice_cost = _time_choices(args)
+        table += "\n\n" + _choice_table(choice_cost)
+        for kind in ("wall", "CPU"):
+            ratio = choice_cost["episode"][kind] / choice_cost["step"][kind]
+            verdict = "PASS" if ratio <= EPISODE_CHOICE_MAX_COST else "FAIL"
+            checks.append(
+                f"{verdict}: train_bc choicenet step cost, episode / step choice ({kind}) "
+                f"{ratio:.2f}x (target <= {EPISODE_CHOICE_MAX_COST}x)"
+            )
     if "choicenet" in args.heads:
         for kind, d in (("wall", bare_w), ("CPU", bare_c)):
             ratio = d["choicenet"] / d["mse"]
@@ -285,6 +357,7 @@ def run(args: argparse.Namespace) -> int:
         "bare_steps_per_second_cpu": {h: 1 / s for h, s in bare_c.items()},
         "cost_ratio_vs_mse_wall": {h: s / bare_w["mse"] for h, s in bare_w.items()},
         "cost_ratio_vs_mse_cpu": {h: s / bare_c["mse"] for h, s in bare_c.items()},
+        "choice_seconds_per_step": choice_cost,
         "train_bc_wall_seconds_per_step": bc_wall,
         "train_bc_cpu_seconds_per_step": bc_cpu,
         "bare_beside_train_bc_wall_seconds_per_step": near_wall,
