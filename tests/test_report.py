@@ -363,3 +363,22 @@ def test_render_only_skips_unreadable_cells_and_names_them(tmp_path, capsys):
     assert f"skipping unreadable cell {not_utf8}" in err
     assert f"skipping unreadable cell {not_an_object}" in err
     assert "from 1 cell files" in results.read_text()
+
+
+def test_percent_bc_keeps_the_top_episodes_by_return_and_ranks_by_it():
+    import choicebc as cb
+    from choicebc.envs import POINT_REACH_ID, PointReachExpert
+
+    expert = PointReachExpert()
+    demos = cb.collect(
+        POINT_REACH_ID, expert, cb.make_adversary("flipped", expert), ratio=0.3, mix="episode",
+        episodes=20, seed=0, progress=False,
+    )  # fmt: skip
+    kept = report.top_episodes_by_return(demos, 0.7)
+    assert kept.num_episodes == 14
+    assert kept.episode_returns.min() >= np.sort(demos.episode_returns)[-14]
+    ranking = report.demo_scores("pbc", None, demos)
+    np.testing.assert_array_equal(ranking, demos.episode_returns)
+    assert report.demo_scores("mse", None, demos) is None
+    spec = report.METHODS["pbc"]
+    assert spec.uses_rewards and "uses rewards" in spec.label
