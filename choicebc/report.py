@@ -714,6 +714,9 @@ def _cell_record(cell: Cell, root: Path, budget: Budget) -> dict[str, Any]:
         "unstable_episodes": int(res.unstable.sum()),
         "roc_auc": auc,
         "demo_roc_auc": demo_auc,
+        # ChoiceNet's choice of mixture and what decided it (choice="auto": the likelihoods)
+        "choice": getattr(policy, "choice", None),
+        "choice_info": getattr(policy, "choice_info", None) or None,
         "transitions": int(demos.num_transitions),
         "corrupt_share": float(demos.is_corrupt.mean()),
         "timings": {
