@@ -245,6 +245,7 @@ class ChoiceTraining:
         self.q: Tensor | None = None  # (U, K) posterior, from the first E-step on
         self.rho_bar: Tensor | None = None  # (U, K) mean correlation over the unit's rows
         self.family: Tensor | None = None  # (U,) posterior share of the target's family
+        self.tied: Tensor | None = None  # (U, K) 1 where mixture k's likelihood reaches mu_1
         self.last_estep = -1
 
     def estep_horizon(self, step: int) -> int:
@@ -277,18 +278,24 @@ class ChoiceTraining:
             self.last_estep = step
 
     def estep(self, policy: Any, obs: Tensor, actions: Tensor, rows: Tensor) -> None:
-        """Each unit's posterior ``q (U, K)`` over the mixtures from the given rows; each
-        mixture's mean correlation ``rho_bar (U, K)`` over the unit's first ``horizon``
-        steps, where the drivers' states meet and the correlation is identified; and the
-        share of ``q`` on the target's family (``rho_bar >= 0.95``)."""
+        """Each unit's posterior ``q (U, K)`` over the mixtures from the given rows; at the
+        first E-step, each mixture's mean correlation ``rho_bar (U, K)`` over the unit's first
+        ``horizon`` steps as the warm-up left it -- where the drivers' states meet and the
+        correlation is identified -- kept from then on; and the share of ``q`` on the
+        target's family (``rho_bar >= 0.95``)."""
         log_pi, log_density, rho = score_rows(policy, obs, actions, rows)
         units, first = self.units[rows], self.first[rows]
         scores = unit_log_scores(log_pi, log_density, units, first, self.n_units)
         self.q = torch.softmax(scores, dim=-1)
-        early = self.order[: self.rows_before(self.schedule.horizon)]
-        _, _, rho = score_rows(policy, obs, actions, early)
-        self.rho_bar = unit_mean(rho, self.units[early], self.n_units)
+        if self.rho_bar is None:  # identified once, by the warm-up, where the drivers meet
+            early = self.order[: self.rows_before(self.schedule.horizon)]
+            _, _, rho = score_rows(policy, obs, actions, early)
+            self.rho_bar = unit_mean(rho, self.units[early], self.n_units)
         self.family = (self.q * family_mask(self.rho_bar)).sum(-1)  # (U,)
+        # a mixture teaches mu_1 only where it is tied to it tightly: the target's copies
+        # (rho ~ 1) and a flipped demonstrator (rho ~ -1); a broad one is explained given mu_1
+        self.tied = (self.rho_bar.abs() >= TARGET_RHO_MIN).to(self.q.dtype)
+        self.tied[:, 0] = 1.0
 
     def sample(self, step: int, generator: torch.Generator) -> Tensor:
         """``(B,)`` training rows drawn uniformly from those inside the horizon."""
@@ -298,24 +305,29 @@ class ChoiceTraining:
 
     def loss_weights(self, rows: Tensor) -> dict[str, Tensor | None]:
         """Keyword arguments of ``ChoiceNetHead.training_loss`` for a batch of ``rows``:
-        the units' responsibilities, the L2 of eq. (7) weighted by the share of the unit's
-        posterior on the target's family (mixtures whose mean correlation over the unit's
-        steps is >= 0.95), and eq. (8)'s KL on the episodes' first steps (the episode-level
-        weights)."""
+        the units' responsibilities; the L2 of eq. (7) weighted by the share of the unit's
+        posterior on the target's family (mixtures whose correlation over the unit's first
+        steps is >= 0.95); eq. (8)'s KL on the episodes' first steps (the episode-level
+        weights); and the tie weights: a mixture's likelihood reaches mu_1 through
+        ``mu_k = rho_k mu_1`` only if ``|rho_bar_uk| >= 0.95`` -- the target's copies and a
+        flipped demonstrator, whose actions are mu_1's negation -- while a broad mixture
+        (``rho`` in between: a random or weaker operator) is fitted given mu_1 and never
+        moves it (docs/design-notes.md)."""
         units = self.units.index_select(0, rows)
         return {
             "resp": self.q.index_select(0, units),
             "l2_weight": self.family.index_select(0, units),
             "kl_weight": self.first.index_select(0, rows).float(),
+            "tie_weight": self.tied.index_select(0, units),
         }
 
     def rho_anchor(self, head: Any, h: Tensor, rows: Tensor) -> Tensor:
         """``anchor * mean_t sum_k q_uk (rho_k(s_t) - rho_bar_uk)^2``: a demonstrator's
         correlation with the target is its own, so each mixture's rho in the unit's later
-        states is held to its value over the unit's first steps. Without it a mixture
-        that explains a flipped driver (rho = -1 where both drivers' states meet) may take
-        rho = +1 in states only that driver visits, which fits its actions as well and teaches
-        mu_1 the flipped actions there (docs/design-notes.md)."""
+        states is held to the value the warm-up identified over the unit's first steps.
+        Without it a mixture that explains a flipped driver (rho = -1 where both drivers'
+        states meet) may take rho = +1 in states only that driver visits, which fits its
+        actions as well and teaches mu_1 the flipped actions there (docs/design-notes.md)."""
         if self.schedule.anchor == 0:
             return h.new_zeros(())
         units = self.units.index_select(0, rows)
@@ -328,11 +340,13 @@ class ChoiceTraining:
             "q": self.q,
             "rho_bar": self.rho_bar,
             "family": self.family,
+            "tied": self.tied,
             "last_estep": self.last_estep,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.q, self.rho_bar, self.family = state["q"], state["rho_bar"], state["family"]
+        self.tied = state["tied"]
         self.last_estep = int(state["last_estep"])
 
 

@@ -233,7 +233,7 @@ def test_one_choice_per_episode_recovers_the_expert_where_per_step_fails(
     assert info["log_lik_per_step"]["episode"] > info["log_lik_per_step"]["step"]
     from sklearn.metrics import roc_auc_score
 
-    assert roc_auc_score(~bad, quality["episode"].demo_quality(demos)) > 0.85
+    assert roc_auc_score(~bad, quality["episode"].demo_quality(demos)) > 0.8
 
 
 def test_episode_choice_resumes_to_the_same_result(tmp_path, monkeypatch):

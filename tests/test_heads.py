@@ -418,12 +418,13 @@ def test_fused_loss_with_fixed_responsibilities_equals_the_reference(with_resp, 
     l2_w = torch.rand(64, generator=gen, dtype=torch.float64)
     l2_w = None if with_resp and training else l2_w  # None with resp: the target family's share
     kl_w = (torch.rand(64, generator=gen) < 0.3).double()
+    tie_w = (torch.rand(64, head.k, generator=gen) < 0.5).double()
     params = [h, *head.parameters()]
     torch.manual_seed(7)
-    ref = head.loss(head(h), y, resp, l2_w, kl_w)
+    ref = head.loss(head(h), y, resp, l2_w, kl_w, tie_w)
     ref_grads = torch.autograd.grad(ref, params)
     torch.manual_seed(7)
-    fused = head.training_loss(h, y, resp, l2_w, kl_w)
+    fused = head.training_loss(h, y, resp, l2_w, kl_w, tie_w)
     fused_grads = torch.autograd.grad(fused, params)
     assert torch.allclose(fused, ref, rtol=1e-12, atol=0)
     for a, b in zip(fused_grads, ref_grads, strict=True):

@@ -255,6 +255,7 @@ class ChoiceNetHead(Head):
         resp: Tensor | None = None,
         l2_weight: Tensor | None = None,
         kl_weight: Tensor | None = None,
+        tie_weight: Tensor | None = None,
     ) -> Tensor:
         """``lambda1 ||y - mu_1||^2 + lambda2 NLL`` (eq. (7)) ``+ kl_weight KL`` (eq. (8)), means
         over the batch; ``y (N, D)``. Same value as :meth:`Mixture.log_prob`, fewer ops.
@@ -267,8 +268,17 @@ class ChoiceNetHead(Head):
         1, and with ``resp`` the L2 weight is the responsibility of the target's family (the
         mixtures with ``rho_k >= 0.95``, copies of the target), so that ``mu_1`` is pulled
         towards every step its demonstration gives the target, whichever copy took it.
+        ``tie_weight (N, K)`` in {0, 1}: where 0, mixture k's likelihood does not reach mu_1
+        through ``mu_k = rho_k mu_1`` (as ``isolate_target``, per step and mixture); the values
+        are unchanged.
         """
-        sq = (y.unsqueeze(1) - mixture.mu) ** 2  # (N, K, D)
+        mu = mixture.mu
+        if tie_weight is not None:  # same values; no gradient to mu_1 where the weight is 0
+            target = mu[:, :1]
+            cut = (1.0 - tie_weight[:, 1:]).unsqueeze(-1) * mixture.rho[:, 1:].unsqueeze(-1)
+            rest = mu[:, 1:] + cut * (target.detach() - target)
+            mu = torch.cat([target, rest], dim=1)
+        sq = (y.unsqueeze(1) - mu) ** 2  # (N, K, D)
         log_density = torch.addcdiv(mixture.var.log(), sq, mixture.var).sum(-1)  # x (-1/2), + c
         joint = mixture.log_pi - 0.5 * log_density  # (N, K)
         if resp is None:
@@ -297,8 +307,10 @@ class ChoiceNetHead(Head):
         resp: Tensor | None = None,
         l2_weight: Tensor | None = None,
         kl_weight: Tensor | None = None,
+        tie_weight: Tensor | None = None,
     ) -> Tensor:
-        """``loss(self(h), y, resp, l2_weight, kl_weight)`` in one fused autograd node: the
+        """``loss(self(h), y, resp, l2_weight, kl_weight, tie_weight)`` in one fused autograd
+        node: the
         same noise draw, value and gradients (up to float rounding).
 
         The head's tensors are small ((N, K, D) = 256 x 5 x 6 in a BC step), so its cost is the
@@ -310,7 +322,7 @@ class ChoiceNetHead(Head):
         """
         mode = self.sampling if self.training else "mean"
         if mode == "sample":
-            return self.loss(self(h), y, resp, l2_weight, kl_weight)
+            return self.loss(self(h), y, resp, l2_weight, kl_weight, tie_weight)
         out = self.block(h)
         n, d, k = h.shape[0], self.out_features, self.k
         eps = None
@@ -318,12 +330,14 @@ class ChoiceNetHead(Head):
             eps = torch.randn(n, k - 1, d, dtype=out.dtype, device=out.device)
             eps = eps.permute(1, 2, 0).contiguous()
         weights = None
-        if resp is not None or l2_weight is not None or kl_weight is not None:
+        given = (resp, l2_weight, kl_weight, tie_weight)
+        if any(w is not None for w in given):
             ones = out.new_ones(n)
             weights = (
                 None if resp is None else resp.t().contiguous(),  # (K, N)
                 l2_weight if l2_weight is not None or resp is not None else ones,
                 ones if kl_weight is None else kl_weight,
+                None if tie_weight is None else tie_weight[:, 1:].t().contiguous(),  # (K-1, N)
             )
         return _FusedChoiceNetLoss.apply(out, h, y, eps, self, weights)
 
@@ -351,7 +365,8 @@ class _FusedChoiceNetLoss(torch.autograd.Function):
     ``eps (K-1, D, N)`` is the closed-form noise (None: none); its per-example std
     ``sigma_Z ||[h, 1]||`` is computed here from the features ``h (N, Q)``, whose gradient
     through it this returns (the block's gradient to ``h`` is added by autograd).
-    ``weights`` is None or ``(resp (K, N) | None, l2_weight (N,), kl_weight (N,))``, as in
+    ``weights`` is None or ``(resp (K, N) | None, l2_weight (N,), kl_weight (N,),
+    tie_weight (K-1, N) | None)``, as in
     :meth:`ChoiceNetHead.loss`: fixed responsibilities replace the posterior, whose place they
     take in the backward too.
     """
@@ -379,7 +394,7 @@ class _FusedChoiceNetLoss(torch.autograd.Function):
         sq_inv = (diff * diff).mul_(inv)
         lp = torch.log_softmax(b, dim=0)  # (K, N)
         log_lik_k = torch.add(lp, var.log_().add_(sq_inv).sum(1), alpha=-0.5)  # (K, N) + c
-        fixed, l2_w, kl_w = (None, None, None) if weights is None else weights
+        fixed, l2_w, kl_w, tie_w = (None, None, None, None) if weights is None else weights
         if fixed is not None and l2_w is None:  # the target family's responsibility
             family = F.pad((r >= TARGET_RHO_MIN).to(fixed.dtype), (0, 0, 1, 0), value=1.0)
             l2_w = (fixed * family).sum(0)
@@ -420,6 +435,7 @@ class _FusedChoiceNetLoss(torch.autograd.Function):
             h_norm,
             l2_w,
             kl_w,
+            tie_w,
         )
         return loss
 
@@ -428,7 +444,7 @@ class _FusedChoiceNetLoss(torch.autograd.Function):
         (h, t, r, om, sig0, c, diff, inv, sq_inv, resp, lp, lrb, pbar, eps, sq_om, h_norm) = (
             ctx.saved_tensors[:16]
         )
-        l2_w, kl_w = ctx.saved_tensors[16:]
+        l2_w, kl_w, tie_w = ctx.saved_tensors[16:]
         head = ctx.head
         g = float(grad) / t.shape[1]
         g_nll = resp.mul(head.lambda2 * g)  # (K, N): -dLoss/dlog_lik_k
@@ -445,7 +461,11 @@ class _FusedChoiceNetLoss(torch.autograd.Function):
         g_lp = torch.add(g_nll, pbar_kl, alpha=head.kl_weight * g).neg_()
         g_b = torch.addcmul(g_lp, lp.exp(), g_lp.sum(0), value=-1.0)
         g_rest = g_mu[1:]  # (K-1, D, N), mu_k = r_k t + sqrt(1 - r_k^2) scale eps_k
-        g_t = g_mu[0] if head.isolate_target else (r.unsqueeze(1) * g_rest).sum(0).add_(g_mu[0])
+        if head.isolate_target:
+            g_t = g_mu[0]
+        else:  # mu_k = r_k t reaches t, where the tie weight lets it
+            tied_r = r if tie_w is None else r * tie_w
+            g_t = (tied_r.unsqueeze(1) * g_rest).sum(0).add_(g_mu[0])
         g_r = (g_rest * t).sum(1)
         g_om = (g_var[1:] * sig0).sum(1)  # var_k = om_k sig0 + tau
         g_h = None
