@@ -59,6 +59,14 @@ episodes; ``auto``: picked per dataset (:func:`decide_choice`)."""
 AUTO_MARGIN = 0.05
 """nats per step by which one choice per unit must beat one per step for ``auto`` to take it
 (docs/design-notes.md: the criterion's values on clean, step- and episode-corrupted sets)."""
+AUTO_MIN_FLAGGED = 0.05
+"""share of the first steps the warm-up must flag for ``auto`` to read corruption into them"""
+AUTO_FADE = 2.0
+"""how many times the first steps' flagged share must exceed the later ones' (``auto``)"""
+AUTO_MAX_LOSS = 2.0
+"""nats per step one choice per episode may lose against one per step, on the warm-up's rows,
+for fading corruption to count (``auto``; docs/design-notes.md: measured -0.75 to -0.03 with
+corruption by episodes, -4.8 and -36 by steps)"""
 ESTEP_MIN_INTERVAL = 50
 """fewest optimizer steps between two E-steps"""
 CHUNK = 65_536
@@ -372,10 +380,47 @@ def choice_log_likelihoods(
     return out
 
 
-def pick_choice(log_liks: dict[str, float], margin: float = AUTO_MARGIN) -> str:
-    """The most restrictive choice whose log-likelihood per step is at least that of the next
-    finer one plus ``margin`` (group over episode over step)."""
-    if "episode" not in log_liks or log_liks["episode"] < log_liks["step"] + margin:
+def flagged_shares(quality: np.ndarray, timesteps: np.ndarray) -> dict[str, float]:
+    """Share of the steps a per-step model gives to the corrupt side (``1 - quality``, the
+    mean), at the first step and at the later ones of the rows it saw."""
+    quality, timesteps = np.asarray(quality, np.float64), np.asarray(timesteps)
+    first = timesteps == 0
+    later = float(1.0 - quality[~first].mean()) if (~first).any() else 0.0
+    return {"first": float(1.0 - quality[first].mean()), "later": later}
+
+
+def pick_choice(
+    log_liks: dict[str, float],
+    flagged: dict[str, float] | None = None,
+    margin: float = AUTO_MARGIN,
+) -> str:
+    """The choice ``auto`` takes from the warm-up's measurements.
+
+    One choice per episode when either holds:
+
+    * its log-likelihood per step beats one choice per step by ``margin`` with the same
+      densities (a bad driver whose steps share states with the good ones throughout);
+    * corruption is visible at the first step, where every driver's states meet, and fades
+      after it: the per-step model flags a share >= :data:`AUTO_MIN_FLAGGED` of the first
+      steps and at least :data:`AUTO_FADE` times the share of the later ones. A driver whose
+      later steps are in states of its own is self-consistent there, and a per-step model takes
+      its actions for the target's; corruption by steps is flagged at every step alike --
+      as long as one choice per episode does not lose more than :data:`AUTO_MAX_LOSS` nats
+      per step against one per step (a step-corrupted episode cannot be explained by one
+      mixture: it loses far more).
+
+    Then one choice per group when the groups explain the steps as well as the episodes
+    (within ``margin``).
+    """
+    by_likelihood = "episode" in log_liks and log_liks["episode"] >= log_liks["step"] + margin
+    fades = (
+        flagged is not None
+        and flagged["first"] >= AUTO_MIN_FLAGGED
+        and flagged["first"] >= AUTO_FADE * flagged["later"]
+        and "episode" in log_liks
+        and log_liks["episode"] >= log_liks["step"] - AUTO_MAX_LOSS
+    )
+    if not (by_likelihood or fades):
         return "step"
     if "group" in log_liks and log_liks["group"] >= log_liks["episode"] - margin:
         return "group"

@@ -35,6 +35,7 @@ from choicebc.choice import (
     ChoiceSchedule,
     ChoiceTraining,
     choice_log_likelihoods,
+    flagged_shares,
     pick_choice,
     unit_ids,
     validate_choice,
@@ -239,9 +240,9 @@ def _choose(
     ``choice_horizon`` steps of every training episode, for ``choice_warmup`` of the steps
     (at least :data:`PROBE_MIN_STEPS`) with their own learning-rate and lambda1 schedules,
     where both drivers share states and the majority defines the target. ``auto`` then
-    compares, on those steps and with the warm-up's per-step densities, the likelihood of one
-    choice per step with that of one per episode (and per group)
-    (:func:`choicebc.choice.pick_choice`).
+    decides from the warm-up's measurements on those steps: the likelihood of one choice per
+    step against one per episode (and per group) with its per-step densities, and the share of
+    first and of later steps it flags (:func:`choicebc.choice.pick_choice`).
     """
     head = resolve_head_name(cfg.head, n_actions)
     if cfg.choice == "step" or head != "choicenet" or n_actions is not None:
@@ -277,7 +278,10 @@ def _choose(
         data["timesteps"][rows],
         {name: (units[rows], n) for name, (units, n) in unit_sets.items()},
     )
-    return pick_choice(log_liks), {**info, "requested": "auto", "log_lik_per_step": log_liks}
+    quality = policy.data_quality(observations=data["obs"][rows], actions=data["actions"][rows])
+    flagged = flagged_shares(quality, data["timesteps"][rows])
+    chosen = pick_choice(log_liks, flagged)
+    return chosen, {**info, "requested": "auto", "log_lik_per_step": log_liks, "flagged": flagged}
 
 
 @torch.no_grad()

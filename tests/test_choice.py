@@ -15,6 +15,7 @@ from choicebc.choice import (
     ChoiceSchedule,
     ChoiceTraining,
     demo_log_likelihood,
+    flagged_shares,
     pick_choice,
     unit_ids,
     unit_log_scores,
@@ -126,6 +127,18 @@ def test_pick_choice_prefers_the_finer_structure_unless_the_coarser_explains_bet
     assert pick_choice({"step": -1.0, "episode": -0.5}) == "episode"
     assert pick_choice({"step": -1.0, "episode": -0.5, "group": -0.51}) == "group"
     assert pick_choice({"step": -1.0, "episode": -0.5, "group": -3.0}) == "episode"
+
+
+def test_pick_choice_reads_corruption_that_fades_after_the_first_step_as_by_episode():
+    worse = {"step": 4.7, "episode": 4.0}  # the warm-up fits a bad driver's own states
+    assert pick_choice(worse, {"first": 0.15, "later": 0.01}) == "episode"
+    assert pick_choice(worse, {"first": 0.20, "later": 0.18}) == "step"  # by steps: everywhere
+    assert pick_choice(worse, {"first": 0.01, "later": 0.0}) == "step"  # clean
+    by_steps = {"step": 4.1, "episode": -0.7}  # fades, but one mixture per episode cannot fit
+    assert pick_choice(by_steps, {"first": 0.35, "later": 0.08}) == "step"
+    quality = np.array([0.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    shares = flagged_shares(quality, np.array([0, 1, 2, 0, 1, 2]))
+    assert shares == pytest.approx({"first": 0.5, "later": 0.0})
 
 
 def test_horizon_grows_from_the_first_steps_to_whole_episodes():

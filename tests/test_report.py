@@ -366,8 +366,9 @@ def test_render_only_skips_unreadable_cells_and_names_them(tmp_path, capsys):
 
 
 def test_percent_bc_keeps_the_top_episodes_by_return_and_ranks_by_it():
-    import choicebc as cb
     from choicebc.envs import POINT_REACH_ID, PointReachExpert
+
+    import choicebc as cb
 
     expert = PointReachExpert()
     demos = cb.collect(
