@@ -394,22 +394,16 @@ def load_saboteur(env_id: str, path: str | Path | None = None) -> SaboteurAdvers
         SaboteurNotFoundError: none shipped (the message gives the training command).
         ExpertLoadError: the folder is unreadable, for another env, or trained to maximise.
     """
-    from choicebc.experts import ExpertLoadError, ExpertPolicy
-
-    folder = Path(path) if path is not None else saboteur_dir(env_id)
-    if not (folder / "card.json").is_file():
-        raise SaboteurNotFoundError(
-            f"no saboteur for {env_id!r} at {folder}. Train one (reward-minimising SB3 policy) "
-            f"with `{saboteur_train_command(env_id)}`, or pass path=<its best/ folder>"
-        )
-    policy = ExpertPolicy.load(folder)
-    if policy.env_id != env_id:
-        raise ExpertLoadError(f"the saboteur in {folder} is for {policy.env_id}, not {env_id}")
-    if policy.card.get("objective") != "minimize":
-        raise ExpertLoadError(
-            f"{folder} holds a reward-maximising expert, not a saboteur: train one with "
-            f"`{saboteur_train_command(env_id)}`"
-        )
+    policy = _load_policy_demonstrator(
+        "saboteur",
+        env_id,
+        Path(path) if path is not None else saboteur_dir(env_id),
+        f"Train one (reward-minimising SB3 policy) with `{saboteur_train_command(env_id)}`, or "
+        "pass path=<its best/ folder>",
+        objective="minimize",
+        wrong_objective=f"a reward-maximising expert, not a saboteur: train one with "
+        f"`{saboteur_train_command(env_id)}`",
+    )
     return SaboteurAdversary(policy)
 
 
@@ -435,20 +429,31 @@ def load_medium(env_id: str, path: str | Path | None = None) -> MediumAdversary:
         SaboteurNotFoundError: none shipped (the message gives the commands that make one).
         ExpertLoadError: the folder is unreadable, for another env, or not a medium.
     """
+    policy = _load_policy_demonstrator(
+        "medium demonstrator",
+        env_id,
+        Path(path) if path is not None else medium_dir(env_id),
+        f"Make one with `{medium_train_command(env_id)}`, or pass path=<a snapshot folder>",
+        objective="maximize",
+        wrong_objective="a saboteur, not a medium demonstrator",
+    )
+    return MediumAdversary(policy)
+
+
+def _load_policy_demonstrator(
+    what: str, env_id: str, folder: Path, how_to_make: str, objective: str, wrong_objective: str
+) -> Any:
+    """The exported SB3 policy in ``folder``, checked: for ``env_id``, of ``objective``."""
     from choicebc.experts import ExpertLoadError, ExpertPolicy
 
-    folder = Path(path) if path is not None else medium_dir(env_id)
     if not (folder / "card.json").is_file():
-        raise SaboteurNotFoundError(
-            f"no medium demonstrator for {env_id!r} at {folder}. Make one with "
-            f"`{medium_train_command(env_id)}`, or pass path=<a snapshot folder>"
-        )
+        raise SaboteurNotFoundError(f"no {what} for {env_id!r} at {folder}. {how_to_make}")
     policy = ExpertPolicy.load(folder)
     if policy.env_id != env_id:
-        raise ExpertLoadError(f"the medium in {folder} is for {policy.env_id}, not {env_id}")
-    if policy.card.get("objective", "maximize") != "maximize":
-        raise ExpertLoadError(f"{folder} holds a saboteur, not a medium demonstrator")
-    return MediumAdversary(policy)
+        raise ExpertLoadError(f"the {what} in {folder} is for {policy.env_id}, not {env_id}")
+    if policy.card.get("objective", "maximize") != objective:
+        raise ExpertLoadError(f"{folder} holds {wrong_objective}")
+    return policy
 
 
 # ---------------------------------------------------------------------- factory
