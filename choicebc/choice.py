@@ -31,9 +31,9 @@ docs/design-notes.md). So the evidence grows from the first steps outward:
    step on a driver is already in states of its own, where the warm-up has fitted its actions
    to the target, and a few such steps outvote the first (docs/design-notes.md);
 3. the E-step's horizon grows geometrically to whole episodes, with an E-step whenever the
-   rows that train have been drawn about once; the rows that train are the warm-up's, or the
-   E-step's horizon once it is longer, so every step the E-step counts has been fitted under
-   the current choice first.
+   rows that train have been drawn twice (:data:`ESTEP_PASSES`); the rows that train are the
+   warm-up's, or the E-step's horizon once it is longer, so every step the E-step counts has
+   been fitted under the current choice first.
 
 ``choice="auto"`` runs the warm-up and compares, on the same first steps and with its per-step
 densities, the likelihood of one choice per step with
@@ -67,8 +67,11 @@ AUTO_MAX_LOSS = 2.0
 """nats per step one choice per episode may lose against one per step, on the warm-up's rows,
 for fading corruption to count (``auto``; docs/design-notes.md: measured -0.75 to -0.03 with
 corruption by episodes, -4.8 and -36 by steps)"""
-ESTEP_MIN_INTERVAL = 50
+ESTEP_MIN_INTERVAL = 100
 """fewest optimizer steps between two E-steps"""
+ESTEP_PASSES = 2.0
+"""an E-step runs whenever the rows that train have been drawn this many times on average (an
+E-step is one forward pass over them: about a sixth of the training's own work at 2)"""
 CHUNK = 65_536
 
 
@@ -278,8 +281,9 @@ class ChoiceTraining:
 
     def before_step(self, step: int, policy: Any, obs: Tensor, actions: Tensor) -> None:
         """Run an E-step when one is due: at the first step, then whenever the rows
-        that train have been drawn about once since the last one."""
-        interval = max(ESTEP_MIN_INTERVAL, math.ceil(self.rows_in_horizon(step) / self.batch_size))
+        that train have been drawn :data:`ESTEP_PASSES` times since the last one."""
+        passes = ESTEP_PASSES * self.rows_in_horizon(step) / self.batch_size
+        interval = max(ESTEP_MIN_INTERVAL, math.ceil(passes))
         if self.q is None or step - self.last_estep >= interval:
             n = self.rows_before(self.estep_horizon(step))
             self.estep(policy, obs, actions, self.order[:n])
