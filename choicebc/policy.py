@@ -79,12 +79,16 @@ def read_config(path: Path) -> dict[str, Any]:
     try:
         config = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise PolicyLoadError(f"{path} is not a text file (not UTF-8): {exc.reason}") from exc
+        raise PolicyLoadError(
+            f"{path} is not a text file (not UTF-8: {exc.reason}): not a policy config; save "
+            "the policy again with `choicebc train` or BCPolicy.save"
+        ) from exc
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, a 5000-digit number
         raise PolicyLoadError(f"{path} is not valid JSON: {exc}") from exc
     if not isinstance(config, dict):
         raise PolicyLoadError(
-            f"{path} holds a JSON {type(config).__name__}, not an object: not a policy config"
+            f"{path} holds a JSON {type(config).__name__}, not an object: not a policy config; "
+            "save the policy again with `choicebc train` or BCPolicy.save"
         )
     return config
 
