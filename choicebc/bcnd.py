@@ -44,13 +44,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from choicebc.policy import BCPolicy, PolicyLoadError
+from choicebc.policy import BCPolicy, PolicyLoadError, config_size, read_config
 from choicebc.train import TrainConfig, train_bc
 
 FORMAT = "choicebc.BCNDPolicy"
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 CHUNK = 65536
+MAX_MEMBERS = 1000
+"""Most members a saved ensemble's config may list."""
 
 
 def bcnd_weights(log_likelihood: np.ndarray) -> np.ndarray:
@@ -262,10 +264,9 @@ class BCNDPolicy(torch.nn.Module):
     @staticmethod
     def is_bcnd_folder(folder: str | Path) -> bool:
         """Whether ``folder`` holds a saved BCNDPolicy (its JSON says so)."""
-        path = Path(folder) / CONFIG_FILE
         try:
-            return json.loads(path.read_text()).get("format") == FORMAT
-        except (OSError, json.JSONDecodeError, AttributeError):
+            return read_config(Path(folder) / CONFIG_FILE).get("format") == FORMAT
+        except (OSError, PolicyLoadError):
             return False
 
     @classmethod
@@ -283,13 +284,8 @@ class BCNDPolicy(torch.nn.Module):
         """
         folder = Path(folder)
         path = folder / CONFIG_FILE
-        if not path.is_file():
-            raise PolicyLoadError(f"{folder} is not a policy folder: {CONFIG_FILE} is missing")
-        try:
-            config = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise PolicyLoadError(f"{path} is not valid JSON: {exc}") from exc
-        if not isinstance(config, dict) or config.get("format") != FORMAT:
+        config = read_config(path)
+        if config.get("format") != FORMAT:
             raise PolicyLoadError(f"{folder} does not hold a BCNDPolicy (format != {FORMAT!r})")
         for key, want in (("env_id", env_id), ("obs_dim", obs_dim), ("act_dim", act_dim)):
             if want is not None and config.get(key) != want:
@@ -297,18 +293,31 @@ class BCNDPolicy(torch.nn.Module):
                     f"policy in {folder} was trained for {key}={config.get(key)!r}, "
                     f"not {want!r}: train one for this env with cb.train_bcnd"
                 )
-        members = [
-            BCPolicy.load(folder / name, obs_dim=config["obs_dim"], act_dim=config["act_dim"])
-            for name in config.get("members", [])
-        ]
-        if not members:
-            raise PolicyLoadError(f"{path} lists no members")
+        dims = {k: config_size(config, k, path) for k in ("obs_dim", "act_dim")}
+        names, history, settings = (config.get(k) for k in ("members", "history", "settings"))
+        if not (
+            isinstance(names, list)
+            and 1 <= len(names) <= MAX_MEMBERS
+            and all(_is_member_name(name) for name in names)
+        ):
+            raise PolicyLoadError(
+                f"{path}: members must list 1 to {MAX_MEMBERS} names of folders inside "
+                f"{folder}, got {str(names)[:80]}: the config is corrupt; save the policy again"
+            )
+        if not isinstance(history, list | None) or not isinstance(settings, dict | None):
+            raise PolicyLoadError(f"{path}: history must be a list and settings an object")
+        members = [BCPolicy.load(folder / name, **dims) for name in names]
         return cls(
             members,
             env_id=config.get("env_id"),
-            history=config.get("history"),
-            settings=config.get("settings"),
+            history=history,
+            settings=settings,
         ).eval()
+
+
+def _is_member_name(name: Any) -> bool:
+    """A folder name directly inside the ensemble's folder: no path, no ``..``."""
+    return isinstance(name, str) and name not in ("", ".", "..") and Path(name).name == name
 
 
 def load_policy_folder(folder: str | Path, **checks: Any) -> BCPolicy | BCNDPolicy:

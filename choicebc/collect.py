@@ -44,7 +44,7 @@ from choicebc.adversaries import Adversary, make_adversary
 from choicebc.demoset import DemoSet
 from choicebc.envs import get_task, is_discrete
 from choicebc.sim import ActionError, EpisodeSchedule, make_batched, resolve_backend
-from choicebc.sim.base import check_discrete_actions, check_num_envs
+from choicebc.sim.base import check_count, check_discrete_actions, check_num_envs
 
 MIXES = ("step", "episode", "label")
 _MIX_STREAM = 0x6D6978  # "mix": corruption draws, independent of the env's reset stream
@@ -388,9 +388,10 @@ def collect(
         raise ValueError(f"unknown mix {mix!r}: use one of {', '.join(MIXES)}")
     if (episodes is None) == (transitions is None):
         raise ValueError("give exactly one budget: episodes=... or transitions=...")
-    budget = _check_budget(
-        "episodes" if episodes is not None else "transitions", episodes or transitions
-    )
+    if episodes is not None:
+        budget = check_count("episodes", episodes)
+    else:
+        budget = check_count("transitions", transitions)
     if not callable(expert):
         raise TypeError(f"expert must be callable obs -> actions, got {type(expert).__name__}")
     if isinstance(adversary, str):
@@ -532,12 +533,6 @@ def _check_ratio(ratio: Any) -> float:
     return float(ratio)
 
 
-def _check_budget(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
-
-
 @contextlib.contextmanager
 def _single_torch_thread(enabled: bool) -> Iterator[None]:
     """One torch thread while MuJoCo's threads own the cores (spinning intra-op threads slow
@@ -618,9 +613,16 @@ def run(args: argparse.Namespace) -> int:
     from choicebc.demoset import check_output_path
 
     cfg = dataclass_from_args(CollectConfig, args)
-    episodes = cfg.episodes if cfg.episodes is not None or cfg.transitions else 100
+    episodes = 100 if cfg.episodes is None and cfg.transitions is None else cfg.episodes
     try:
         # cheap checks first: fail before loading anything or collecting for an hour
+        for flag, count in (
+            ("--episodes", cfg.episodes),
+            ("--transitions", cfg.transitions),
+            ("--num-envs", cfg.num_envs),
+        ):
+            if count is not None:
+                check_count(flag, count)
         _check_ratio(cfg.ratio)
         if cfg.mix not in MIXES:
             raise ValueError(f"unknown mix {cfg.mix!r}: use one of {', '.join(MIXES)}")

@@ -488,6 +488,16 @@ class DemoSet:
                 return False
         return True
 
+    def non_finite_steps(self) -> dict[str, int]:
+        """How many steps hold NaN or inf, for each of ``observations``, ``actions`` and
+        ``rewards`` that has any (empty: the data are finite)."""
+        counts = {
+            "observations": int((~np.isfinite(self.observations)).any(axis=1).sum()),
+            "actions": int((~np.isfinite(self.actions)).any(axis=1).sum()),
+            "rewards": int((~np.isfinite(self.rewards)).sum()),
+        }
+        return {name: n for name, n in counts.items() if n}
+
     def summary(self) -> DemoSummary:
         """Episodes, transitions, corrupt share and return statistics (``print`` it)."""
         r = self.episode_returns
@@ -907,34 +917,49 @@ class DemoSummary:
 
 
 # ---------------------------------------------------------------------- paths
-def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Check that a DemoSet can be written to ``path`` (before spending time collecting it).
+def check_output_path(
+    path: str | os.PathLike, overwrite: bool = False, *, create_folder: bool = False
+) -> Path:
+    """Check that a file can be written to ``path`` before spending time on what goes in it
+    (a DemoSet, an evaluation's JSON, a figure); every ``--out``-like option checks here.
+
+    Args:
+        path: the file to be written.
+        overwrite: an existing file at ``path`` may be replaced.
+        create_folder: the writer creates missing folders: a missing folder is fine when the
+            nearest existing one above it is writable.
 
     Raises:
-        FileNotFoundError: the folder does not exist.
+        FileNotFoundError: the folder does not exist (and ``create_folder`` is False).
         IsADirectoryError: ``path`` is a folder.
+        NotADirectoryError: a file is in the way of the folder.
         PermissionError: the folder is not writable (probed by creating a temporary file).
         FileExistsError: ``path`` exists and ``overwrite`` is False.
     """
     path = Path(path)
     folder = path.parent
+    while create_folder and not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"cannot write {path}: {folder} is a file, not a folder")
     if not folder.is_dir():
         raise FileNotFoundError(
             f"folder {folder} does not exist: create it (mkdir -p {folder}) or choose another path"
         )
     if path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder: give a file name, e.g. {path / 'demos.h5'}")
+        raise IsADirectoryError(f"{path} is a folder: give the name of a file inside it")
     if path.exists() and not overwrite:
         raise FileExistsError(
             f"{path} exists: pass overwrite=True (CLI: --overwrite) to replace it, "
             "or choose another name"
         )
-    probe = _temp_name(path, ".probe")
+    probe = _temp_name(folder / path.name, ".probe")
     try:
         probe.open("xb").close()
     except OSError as exc:
         raise PermissionError(
-            f"cannot write to folder {folder} ({exc.strerror or exc}): choose a writable folder"
+            f"cannot write {path}: cannot write to folder {folder} ({exc.strerror or exc}): "
+            "choose a writable folder"
         ) from exc
     probe.unlink()
     return path

@@ -63,6 +63,14 @@ def info(args: argparse.Namespace) -> int:
     """Print the summary, the file attributes and the per-episode table head."""
     demos = DemoSet.load(args.path)
     summary = demos.summary()
+    bad = demos.non_finite_steps()
+    if bad:
+        counts = ", ".join(f"{name} in {n:,} step{'s' * (n != 1)}" for name, n in bad.items())
+        print(
+            f"warning: {args.path} holds NaN or inf values ({counts}): collect it again or "
+            "drop those episodes before training on it",
+            file=sys.stderr,
+        )
     if args.json:
         payload = {"path": str(args.path), "summary": summary.as_dict(), "attrs": demos.attrs}
         print(json.dumps(payload, indent=2, sort_keys=True))
@@ -151,17 +159,17 @@ def quality_roc_auc(quality: np.ndarray, is_corrupt: np.ndarray) -> float | None
     return float(roc_auc_score(~corrupt, np.asarray(quality, dtype=np.float64)))
 
 
-def _check_policy_fits(policy: Any, demos: DemoSet, policy_dir: str) -> None:
+def _check_policy_fits(policy: Any, demos: DemoSet, policy_dir: str, demos_path: str) -> None:
     if (policy.obs_dim, policy.act_dim) != (demos.obs_dim, demos.act_dim):
         raise QualityError(
             f"policy {policy_dir} takes obs_dim={policy.obs_dim}, act_dim={policy.act_dim} but "
-            f"the demos have obs_dim={demos.obs_dim}, act_dim={demos.act_dim}: score them with "
-            "a policy trained on this task"
+            f"the demos in {demos_path} have obs_dim={demos.obs_dim}, act_dim={demos.act_dim}: "
+            "score them with a policy trained on this task"
         )
     if policy.env_id is not None and policy.env_id != demos.env_id:
         raise QualityError(
-            f"policy {policy_dir} was trained on {policy.env_id}, the demos come from "
-            f"{demos.env_id}: score them with a policy trained on {demos.env_id}"
+            f"policy {policy_dir} was trained on {policy.env_id}, the demos in {demos_path} "
+            f"come from {demos.env_id}: score them with a policy trained on {demos.env_id}"
         )
 
 
@@ -228,7 +236,8 @@ def score_file(
     Raises:
         PolicyLoadError: ``policy_dir`` is not a readable policy folder.
         FileNotFoundError, DemoFileError: ``demos_path`` is missing or not a DemoSet.
-        QualityError: the policy's dims or env do not match the demos.
+        QualityError: the policy's dims or env do not match the demos, or it cannot score
+            them (a head without a noise model, NaN observations).
         FileExistsError: ``out`` exists and ``overwrite`` is False.
     """
     import h5py
@@ -237,10 +246,13 @@ def score_file(
 
     demos = DemoSet.load(demos_path)
     policy = load_policy_folder(policy_dir)
-    _check_policy_fits(policy, demos, str(policy_dir))
+    _check_policy_fits(policy, demos, str(policy_dir), str(demos_path))
     out = Path(out) if out is not None else default_scored_path(demos_path)
     check_output_path(out, overwrite)
-    quality = np.asarray(policy.data_quality(demos), dtype=np.float32)
+    try:
+        quality = np.asarray(policy.data_quality(demos), dtype=np.float32)
+    except ValueError as exc:  # a head without a noise model, NaN observations
+        raise QualityError(f"cannot score {demos_path} with policy {policy_dir}: {exc}") from exc
     labelled = demos.has_labels
     auc = quality_roc_auc(quality, demos.is_corrupt) if labelled else None
     means = (None, None)
@@ -251,7 +263,12 @@ def score_file(
         )
     demo_q = demo_auc = None
     if hasattr(policy, "demo_quality"):  # BCPolicy; BCND scores steps only
-        demo_q = np.asarray(policy.demo_quality(demos), dtype=np.float64)
+        try:
+            demo_q = np.asarray(policy.demo_quality(demos), dtype=np.float64)
+        except ValueError as exc:
+            raise QualityError(
+                f"cannot score the demos of {demos_path} with policy {policy_dir}: {exc}"
+            ) from exc
         if demo_q.shape != (demos.num_episodes,):
             raise QualityError(
                 f"policy {policy_dir} gave demo_quality of shape {demo_q.shape} for "

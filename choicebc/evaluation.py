@@ -30,6 +30,7 @@ import numpy as np
 
 from choicebc.envs import get_task
 from choicebc.sim import EpisodeSchedule, make_batched, resolve_backend
+from choicebc.sim.base import BackendUnavailableError, check_count
 
 PolicyFn = Callable[[np.ndarray], np.ndarray]
 
@@ -218,12 +219,6 @@ class _EpisodeLog:
             self.finished += 1
 
 
-def _check_count(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
-
-
 def evaluate(
     policy: Any,
     env_id: str,
@@ -266,8 +261,8 @@ def evaluate(
         ActionError: the policy returned actions of the wrong shape or with NaN.
     """
     task = get_task(env_id)
-    episodes = _check_count("episodes", episodes)
-    n = min(episodes, 256) if num_envs is None else _check_count("num_envs", num_envs)
+    episodes = check_count("episodes", episodes)
+    n = min(episodes, 256) if num_envs is None else check_count("num_envs", num_envs)
     n = min(n, episodes)
     if backend == "auto" and getattr(task, "n_actions", None) is not None:
         backend = "cpu"  # discrete-action tasks have no gpu backend
@@ -559,6 +554,9 @@ def load_policy(cfg: EvaluateConfig) -> tuple[Any, str]:
 
     Raises:
         ValueError: neither or both of ``policy`` and ``expert`` are given.
+        PolicyLoadError: the policy folder is unreadable, records an env id this choicebc does
+            not know, or was trained for another env or other sizes than the task's.
+        ExpertLoadError: no expert for ``expert``.
     """
     if (cfg.policy is None) == (cfg.expert is None):
         raise ValueError("give exactly one of --policy DIR and --expert ENV_ID")
@@ -567,26 +565,57 @@ def load_policy(cfg: EvaluateConfig) -> tuple[Any, str]:
 
         return load_expert(cfg.expert), cfg.expert
     from choicebc.bcnd import load_policy_folder  # a BCPolicy or a BCND ensemble
+    from choicebc.envs import UnknownEnvError
+    from choicebc.policy import PolicyLoadError
 
-    policy = load_policy_folder(cfg.policy, env_id=cfg.env_id)
+    policy = load_policy_folder(cfg.policy)
+    if cfg.env_id is not None and policy.env_id not in (None, cfg.env_id):
+        raise PolicyLoadError(
+            f"policy {cfg.policy} was trained on {policy.env_id}, not {cfg.env_id}: evaluate it "
+            f"on {policy.env_id}, or train one for {cfg.env_id} with `choicebc train`"
+        )
     env_id = cfg.env_id or policy.env_id
     if env_id is None:
         raise ValueError(f"{cfg.policy} does not record its env id: pass --env-id")
+    try:
+        task = get_task(env_id)
+    except UnknownEnvError as exc:
+        raise PolicyLoadError(
+            f"policy {cfg.policy} was trained on a task this choicebc does not know ({exc}): "
+            "evaluate it with the choicebc that trained it"
+        ) from exc
+    want = {"obs_dim": task.obs_dim, "act_dim": task.act_dim}
+    want["n_actions"] = getattr(task, "n_actions", None)
+    have = {key: getattr(policy, key, None) for key in want}
+    if have != want:
+        keys = [k for k in want if have[k] is not None or want[k] is not None]
+        raise PolicyLoadError(
+            f"policy {cfg.policy} takes {', '.join(f'{k}={have[k]}' for k in keys)} but "
+            f"{env_id} has {', '.join(f'{k}={want[k]}' for k in keys)}: its folder is corrupt "
+            "or from another task; train one for this task with `choicebc train`"
+        )
     return policy, env_id
 
 
 def run(args: argparse.Namespace) -> int:
     from choicebc.cli import dataclass_from_args
+    from choicebc.demoset import check_output_path
 
     cfg = dataclass_from_args(EvaluateConfig, args)
     try:
+        # cheap checks first: fail before loading anything or simulating for minutes
+        check_count("--episodes", cfg.episodes)
+        check_count("--num-envs", cfg.num_envs)
+        resolve_backend(cfg.backend)
+        if cfg.json:
+            check_output_path(cfg.json, overwrite=True, create_folder=True)
         policy, env_id = load_policy(cfg)
-    except ValueError as exc:  # includes PolicyLoadError and ExpertLoadError
+        result = evaluate(
+            policy, env_id, cfg.episodes, cfg.num_envs, seed=cfg.seed, backend=cfg.backend
+        )
+    except (ValueError, OSError, BackendUnavailableError) as exc:  # PolicyLoadError, ...
         print(f"choicebc evaluate: {exc}", file=sys.stderr)
         return 2
-    result = evaluate(
-        policy, env_id, cfg.episodes, cfg.num_envs, seed=cfg.seed, backend=cfg.backend
-    )
     print(result)
     if cfg.json:
         path = Path(cfg.json)

@@ -684,6 +684,13 @@ def add_arguments(parser: Any) -> None:
 def run(args: Any) -> int:
     import sys
 
+    from choicebc.demoset import check_output_path
+
+    try:  # before the work: a figure that cannot be saved is found out at once
+        check_output_path(Path(args.out).with_suffix(".png"), overwrite=True, create_folder=True)
+    except OSError as exc:
+        print(f"choicebc plot {args.plot_command}: {exc}", file=sys.stderr)
+        return 2
     if args.plot_command == "correlations":
         from choicebc.bcnd import BCNDPolicy
         from choicebc.demoset import DemoSet
@@ -715,7 +722,16 @@ def run(args: Any) -> int:
             print(f"choicebc plot correlations: {exc}", file=sys.stderr)
             return 2
     else:
-        paths = [plot_learning_curves({Path(p).parent.name: p for p in args.logs}, args.out)]
+        try:
+            for log in args.logs:
+                if not Path(log).is_file():
+                    raise FileNotFoundError(
+                        f"no log file at {log}: pass the log.csv of `choicebc train` run folders"
+                    )
+            paths = [plot_learning_curves({Path(p).parent.name: p for p in args.logs}, args.out)]
+        except (ValueError, OSError) as exc:  # a missing or malformed log.csv
+            print(f"choicebc plot curves: {exc}", file=sys.stderr)
+            return 2
     for path in paths:
         print(f"wrote {path} and {path.with_suffix('.svg')}")
     return 0

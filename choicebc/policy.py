@@ -15,16 +15,18 @@ there, so one config trains either kind of task.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from choicebc.heads import HEADS, Mixture, head_from_config, make_head
+from choicebc.heads import HEADS, Mixture, make_head
 from choicebc.heads.base import TARGET_RHO_MIN
 from choicebc.heads.classification import ClassifierHead
 
@@ -44,9 +46,62 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 FORMAT_VERSION = 1
 
+# what a policy folder's config.json may ask for; it is checked against these before anything
+# it sizes is allocated (a config is read from disk, so it may have been edited or planted)
+MAX_CONFIG_BYTES = 16 * 2**20
+MAX_SIZE = 1_000_000
+"""Largest obs_dim, act_dim, n_actions, hidden width or head in/out features of a config."""
+MAX_LAYERS = 64
+"""Most hidden layers a config may list."""
+MAX_HPARAM_INT = 10**9
+"""Largest magnitude of an integer head hyper-parameter (a size, or a step count)."""
+MAX_PARAMETERS = 10**9
+"""Most parameters and buffer entries (4 GB in float32) a loaded policy may hold."""
+
 
 class PolicyLoadError(ValueError):
     """A policy folder is missing, corrupt, or does not fit the env it is used on."""
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """The JSON object in a policy folder's ``config.json``, or a :class:`PolicyLoadError`
+    that says why not (missing, larger than :data:`MAX_CONFIG_BYTES`, not UTF-8 JSON, not an
+    object)."""
+    if not path.is_file():
+        raise PolicyLoadError(f"{path.parent} is not a policy folder: {path.name} is missing")
+    with path.open("rb") as f:
+        raw = f.read(MAX_CONFIG_BYTES + 1)
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise PolicyLoadError(
+            f"{path} is larger than {MAX_CONFIG_BYTES // 2**20} MiB: not a policy config "
+            "(save the policy again with `choicebc train` or BCPolicy.save)"
+        )
+    try:
+        config = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise PolicyLoadError(
+            f"{path} is not a text file (not UTF-8: {exc.reason}): not a policy config; save "
+            "the policy again with `choicebc train` or BCPolicy.save"
+        ) from exc
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, a 5000-digit number
+        raise PolicyLoadError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(config, dict):
+        raise PolicyLoadError(
+            f"{path} holds a JSON {type(config).__name__}, not an object: not a policy config; "
+            "save the policy again with `choicebc train` or BCPolicy.save"
+        )
+    return config
+
+
+def config_size(config: dict[str, Any], key: str, path: Path, low: int = 1) -> int:
+    """``config[key]`` as an int in ``[low, MAX_SIZE]``, or a :class:`PolicyLoadError`."""
+    value = config.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_SIZE:
+        raise PolicyLoadError(
+            f"{path}: {key} must be an integer in [{low}, {MAX_SIZE:,}], got {value!r}: "
+            "the config is corrupt; save the policy again"
+        )
+    return value
 
 
 def resolve_head_name(head: str, n_actions: int | None) -> str:
@@ -77,6 +132,123 @@ def resolve_head_name(head: str, n_actions: int | None) -> str:
         f"head {head!r} regresses continuous actions, but this action is discrete "
         f"(Discrete({n_actions})); use one of {classifiers + sorted(DISCRETE_HEAD_NAMES)}"
     )
+
+
+def _constructor_arguments(config: dict[str, Any], path: Path) -> dict[str, Any]:
+    """:class:`BCPolicy` keyword arguments from a decoded ``config.json``, each checked for its
+    type and bounds (sizes in ``[1, MAX_SIZE]``) without building anything.
+
+    Raises:
+        PolicyLoadError: a missing field, a wrong type, a size out of bounds, or a head whose
+            in/out features do not fit the backbone and the action.
+    """
+    obs_dim, act_dim = config_size(config, "obs_dim", path), config_size(config, "act_dim", path)
+    n_actions = None if config.get("n_actions") is None else config_size(config, "n_actions", path)
+    hidden = config.get("hidden")
+    if not isinstance(hidden, list) or len(hidden) > MAX_LAYERS:
+        raise PolicyLoadError(
+            f"{path}: hidden must be a list of at most {MAX_LAYERS} layer widths, got "
+            f"{str(hidden)[:80]}: the config is corrupt; save the policy again"
+        )
+    widths = [config_size({"hidden": w}, "hidden", path) for w in hidden]
+    head = config.get("head")
+    if not isinstance(head, dict) or not isinstance(head.get("name"), str):
+        raise PolicyLoadError(f"{path}: head must be an object with a name, got {str(head)[:80]}")
+    features = {k: config_size(head, k, path) for k in ("in_features", "out_features")}
+    want = {"in_features": widths[-1] if widths else obs_dim, "out_features": n_actions or act_dim}
+    if features != want:
+        raise PolicyLoadError(
+            f"{path}: the head takes {features} but the backbone and the action give {want}: "
+            "the config is corrupt; save the policy again"
+        )
+    head_kwargs = {k: v for k, v in head.items() if k not in ("name", *features)}
+    for key, value in head_kwargs.items():
+        if not _is_hparam(value):
+            raise PolicyLoadError(
+                f"{path}: head hyper-parameter {key}={str(value)[:80]} is not a number, string, "
+                f"bool, null or list of numbers (integers within {MAX_HPARAM_INT:.0e})"
+            )
+    env_id, choice = config.get("env_id"), config.get("choice", "step")
+    choice_info = config.get("choice_info")
+    if env_id is not None and not isinstance(env_id, str):
+        raise PolicyLoadError(f"{path}: env_id must be a string, got {env_id!r}")
+    if choice not in ("step", "episode", "group"):
+        raise PolicyLoadError(f"{path}: unknown choice {choice!r} (step, episode or group)")
+    if choice_info is not None and not isinstance(choice_info, dict):
+        raise PolicyLoadError(f"{path}: choice_info must be an object, got {choice_info!r}")
+    return {
+        "obs_dim": obs_dim,
+        "act_dim": act_dim,
+        "head": head["name"],
+        "hidden": tuple(widths),
+        "env_id": env_id,
+        "head_kwargs": head_kwargs,
+        "n_actions": n_actions,
+        "choice": choice,
+        "choice_info": choice_info,
+    }
+
+
+def _is_hparam(value: Any, depth: int = 0) -> bool:
+    """A head hyper-parameter a config may hold: a JSON scalar with integers within
+    :data:`MAX_HPARAM_INT`, or a list (of lists) of numbers such as a transition matrix."""
+    if isinstance(value, list):
+        return depth < 2 and all(not isinstance(v, str) and _is_hparam(v, depth + 1) for v in value)
+    if type(value) is int:
+        return abs(value) <= MAX_HPARAM_INT
+    return value is None or isinstance(value, bool | float | str)
+
+
+def _check_parameter_bound(kwargs: dict[str, Any], path: Path) -> None:
+    """Raise :class:`PolicyLoadError` unless an upper bound of the parameters the config asks
+    for is <= :data:`MAX_PARAMETERS`: the backbone exactly, the head as ``(in + 1 + out) * out``
+    times each of its integer hyper-parameters (a head is at most that big)."""
+    widths = [kwargs["obs_dim"], *kwargs["hidden"]]
+    backbone = sum((a + 1) * b for a, b in zip(widths, widths[1:], strict=False))
+    q, d = widths[-1], kwargs["n_actions"] or kwargs["act_dim"]  # the head's in/out features
+    ints = [abs(v) for v in kwargs["head_kwargs"].values() if type(v) is int]
+    if backbone + (q + 1 + d) * d * math.prod(max(1, v) for v in ints) > MAX_PARAMETERS:
+        raise PolicyLoadError(
+            f"{path} describes a policy of more than {MAX_PARAMETERS:,} parameters: the "
+            "config is corrupt; save the policy again"
+        )
+
+
+def _expected_shapes(
+    cls: type[BCPolicy], kwargs: dict[str, Any], path: Path
+) -> dict[str, tuple[int, ...]] | None:
+    """The state-dict shapes of ``cls(**kwargs)``, built on the meta device (nothing is
+    allocated); ``None`` for a head that cannot be built without values, after checking its
+    :func:`_check_parameter_bound`.
+
+    Raises:
+        PolicyLoadError: arguments the constructor refuses, or more than
+            :data:`MAX_PARAMETERS` parameters and buffer entries.
+    """
+    try:
+        with torch.device("meta"):
+            shapes = {k: tuple(v.shape) for k, v in cls(**kwargs).state_dict().items()}
+    except (KeyError, TypeError, ValueError) as exc:  # e.g. a Box head with n_actions
+        raise PolicyLoadError(f"inconsistent policy config {path}: {exc}") from exc
+    except (RuntimeError, NotImplementedError):
+        # a head that checks data in its constructor (fcorrection's transition matrix)
+        _check_parameter_bound(kwargs, path)
+        return None
+    if sum(math.prod(shape) for shape in shapes.values()) > MAX_PARAMETERS:
+        raise PolicyLoadError(
+            f"{path} describes a policy of more than {MAX_PARAMETERS:,} parameters: the "
+            "config is corrupt; save the policy again"
+        )
+    return shapes
+
+
+def _stored_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """The tensor shapes a safetensors file holds, from its header (no tensor is read)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as exc:  # safetensors header errors
+        raise PolicyLoadError(f"cannot load weights from {path}: {exc}") from exc
 
 
 class BCPolicy(torch.nn.Module):
@@ -381,14 +553,9 @@ class BCPolicy(torch.nn.Module):
         """
         folder = Path(folder)
         config_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
-        if not config_path.is_file():
-            raise PolicyLoadError(f"{folder} is not a policy folder: {CONFIG_FILE} is missing")
+        config = read_config(config_path)
         if not weights_path.is_file():
             raise PolicyLoadError(f"{weights_path} is missing: the policy folder is incomplete")
-        try:
-            config = json.loads(config_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise PolicyLoadError(f"{config_path} is not valid JSON: {exc}") from exc
         wanted = (("env_id", env_id), ("obs_dim", obs_dim), ("act_dim", act_dim))
         for key, want in (*wanted, ("n_actions", n_actions)):
             if want is not None and config.get(key) != want:
@@ -396,29 +563,21 @@ class BCPolicy(torch.nn.Module):
                     f"policy in {folder} was trained for {key}={config.get(key)!r}, "
                     f"not {want!r}: train one for this env with `choicebc train`"
                 )
-        try:
-            head = head_from_config(config["head"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise PolicyLoadError(f"cannot rebuild the head from {config_path}: {exc}") from exc
-        try:
-            policy = cls(
-                config["obs_dim"],
-                config["act_dim"],
-                head=head.name,
-                hidden=tuple(config["hidden"]),
-                env_id=config.get("env_id"),
-                head_kwargs={
-                    k: v
-                    for k, v in head.config().items()
-                    if k not in ("name", "in_features", "out_features")
-                },
-                n_actions=config.get("n_actions"),
-                choice=config.get("choice", "step"),
-                choice_info=config.get("choice_info"),
+        kwargs = _constructor_arguments(config, config_path)
+        # the sizes the config asks for are checked against the weights file's header before
+        # anything is allocated: the policy built from them holds no more than the file does
+        expected = _expected_shapes(cls, kwargs, config_path)
+        stored = _stored_shapes(weights_path)
+        if expected is not None and stored != expected:
+            differ = sorted(k for k in expected.keys() | stored if expected.get(k) != stored.get(k))
+            raise PolicyLoadError(
+                f"the weights in {weights_path} do not fit {config_path} ({len(differ)} tensors "
+                f"differ, e.g. {differ[0]}: config {expected.get(differ[0])}, weights "
+                f"{stored.get(differ[0])}): the folder mixes two policies; save it again"
             )
-            if policy.choice not in ("step", "episode", "group"):
-                raise ValueError(f"unknown choice {policy.choice!r}")
-        except (KeyError, TypeError, ValueError) as exc:  # e.g. a Box head with n_actions
+        try:
+            policy = cls(**kwargs)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise PolicyLoadError(f"inconsistent policy config {config_path}: {exc}") from exc
         try:
             state = load_file(str(weights_path))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -229,6 +230,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from choicebc.cli import dataclass_from_args
+    from choicebc.demoset import check_output_path
+    from choicebc.envs import get_task
+    from choicebc.sim.base import check_count
 
-    run_quickstart(dataclass_from_args(QuickstartConfig, args))
+    cfg = dataclass_from_args(QuickstartConfig, args)
+    try:  # cheap checks first: fail before minutes of collection and training
+        for flag in ("episodes", "steps", "eval_episodes", "num_envs", "workers"):
+            check_count(f"--{flag.replace('_', '-')}", getattr(cfg, flag))
+        get_task(cfg.env_id)
+        check_output_path(Path(cfg.out) / "report.md", overwrite=True, create_folder=True)
+    except (ValueError, OSError) as exc:
+        print(f"choicebc quickstart: {exc}", file=sys.stderr)
+        return 2
+    run_quickstart(cfg)
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -161,6 +162,35 @@ def test_save_load_round_trip_and_checks(bcnd, demos, tmp_path):
         BCNDPolicy.load(tmp_path / "bcnd")
     with pytest.raises(PolicyLoadError, match="missing"):
         BCNDPolicy.load(tmp_path / "nothing")
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"members": ["../elsewhere"]}, "members must list"),
+        ({"members": []}, "members must list"),
+        ({"members": "member_0"}, "members must list"),
+        ({"obs_dim": -1}, r"obs_dim must be an integer in \[1, 1,000,000\], got -1"),
+        ({"act_dim": "1"}, "act_dim must be an integer"),
+        ({"history": 5}, "history must be a list"),
+    ],
+)
+def test_load_checks_the_ensemble_config(tmp_path, changes, message):
+    folder = BCNDPolicy([constant_member(0.0, 1.0), constant_member(0.5, 1.0)]).save(tmp_path / "b")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **changes}))
+    with pytest.raises(PolicyLoadError, match=message):
+        load_policy_folder(folder)
+
+
+def test_a_binary_ensemble_config_is_a_load_error(tmp_path):
+    folder = BCNDPolicy([constant_member(0.0, 1.0)]).save(tmp_path / "b")
+    (folder / "config.json").write_bytes(bytes(range(256)))
+    assert not BCNDPolicy.is_bcnd_folder(folder)
+    with pytest.raises(PolicyLoadError, match="not a text file"):
+        load_policy_folder(folder)
+    with pytest.raises(PolicyLoadError, match="not a text file"):
+        BCNDPolicy.load(folder)
 
 
 def test_evaluates_in_the_batched_simulator(bcnd):

@@ -12,6 +12,7 @@ from choicebc.envs import POINT_REACH_ID, PointReachExpert, UnknownEnvError
 
 import choicebc as cb
 from choicebc.adversaries import UnknownAdversaryError, make_adversary
+from choicebc.cli import main
 from choicebc.collect import PolicyDimensionError, collect
 from choicebc.demoset import DemoSet
 from choicebc.experts import load_expert, shipped_experts
@@ -177,8 +178,10 @@ def test_bad_inputs_raise_clear_errors():
         collect(CHEETAH, expert, "flipped", ratio=0.1, progress=False)
     with pytest.raises(ValueError, match="exactly one budget"):
         collect(CHEETAH, expert, "flipped", ratio=0.1, episodes=1, transitions=5, progress=False)
-    with pytest.raises(ValueError, match="episodes must be an integer"):
+    with pytest.raises(ValueError, match="episodes must be an integer >= 1, got 0"):
         collect(CHEETAH, expert, "flipped", ratio=0.1, episodes=0, progress=False)
+    with pytest.raises(ValueError, match="transitions must be an integer >= 1, got 0"):
+        collect(CHEETAH, expert, "flipped", ratio=0.1, transitions=0, progress=False)
     with pytest.raises(ValueError, match="needs an adversary"):
         collect(CHEETAH, expert, None, ratio=0.1, **kw)
     with pytest.raises(UnknownEnvError, match="HalfCheetah-v5"):
@@ -237,6 +240,28 @@ def test_cli_writes_a_file_and_refuses_to_overwrite(tmp_path, capsys):
     assert collect_cli([CHEETAH, str(tmp_path / "x.h5"), "--expert", str(tmp_path)]) == 2
     assert "choicebc expert train" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["reach.h5"]
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--episodes", "0"], "--episodes must be an integer >= 1, got 0"),
+        (["--episodes", "-3"], "--episodes must be an integer >= 1, got -3"),
+        (["--transitions", "0"], "--transitions must be an integer >= 1, got 0"),
+        (["--num-envs", "0"], "--num-envs must be an integer >= 1, got 0"),
+    ],
+)
+def test_cli_refuses_non_positive_counts(tmp_path, capsys, flags, message):
+    assert main(["collect", POINT_REACH_ID, str(tmp_path / "x.h5"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "None" not in err and err.count("\n") == 1
+
+
+def test_cli_checks_the_out_path_before_collecting(read_only_folder, capsys):
+    out = read_only_folder / "x.h5"
+    assert main(["collect", POINT_REACH_ID, str(out), "--episodes", "2"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write {out}: cannot write to folder" in err and err.count("\n") == 1
 
 
 def test_public_names():

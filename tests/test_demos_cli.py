@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -150,6 +151,64 @@ def test_score_rejects_missing_policy_and_mismatched_dims(flipped, tmp_path, cap
         )
         score_file(tmp_path / "other", folder / "d.h5", tmp_path / "s.h5")
     assert not (tmp_path / "s.h5").exists()
+
+
+def test_score_errors_name_the_demos_file(flipped, tmp_path, capsys):
+    folder, demos, _ = flipped
+    path = folder / "d.h5"
+    args = ["demos", "score", "--demos", str(path), "--out", str(tmp_path / "s.h5")]
+    BCPolicy(3, 2, head="choicenet", hidden=(8,)).save(tmp_path / "wrong")
+    assert main([*args, "--policy", str(tmp_path / "wrong")]) == 2
+    assert f"the demos in {path} have obs_dim=2" in one_line_error(capsys)
+    BCPolicy(2, 2, head="mse", hidden=(8,)).save(tmp_path / "mse")
+    assert main([*args, "--policy", str(tmp_path / "mse")]) == 2
+    assert f"cannot score {path} with policy {tmp_path / 'mse'}: head 'mse'" in (
+        one_line_error(capsys)
+    )
+    nan = tmp_path / "nan.h5"
+    observations = demos.observations.copy()
+    observations[3, 0] = np.nan
+    dataclasses.replace(demos, observations=observations).save(nan)
+    args = ["demos", "score", "--demos", str(nan), "--out", str(tmp_path / "s.h5")]
+    assert main([*args, "--policy", str(folder / "policy")]) == 2
+    assert f"cannot score {nan} with policy {folder / 'policy'}: observations contain NaN" in (
+        one_line_error(capsys)
+    )
+    assert not (tmp_path / "s.h5").exists()
+
+
+def test_score_and_filter_check_the_out_path_before_the_work(
+    flipped, tmp_path, read_only_folder, capsys
+):
+    folder, _, _ = flipped
+    out = read_only_folder / "s.h5"
+    score = ["demos", "score", "--demos", str(folder / "d.h5"), "--policy", str(folder / "policy")]
+    assert main([*score, "--out", str(out)]) == 2
+    assert f"cannot write {out}: cannot write to folder" in one_line_error(capsys)
+    assert main([*score, "--out", str(tmp_path / "s.h5")]) == 0
+    capsys.readouterr()
+    filter_ = ["demos", "filter", "--demos", str(tmp_path / "s.h5"), "--min-quality", "0.5"]
+    assert main([*filter_, "--out", str(out)]) == 2
+    assert f"cannot write {out}: cannot write to folder" in one_line_error(capsys)
+
+
+def test_info_warns_about_nan_and_inf(tmp_path, capsys):
+    demos = small_demos()
+    demos.observations[1, 0] = np.nan
+    demos.actions[[2, 5], 1] = np.inf
+    demos.rewards[6] = -np.inf
+    path = demos.save(tmp_path / "bad.h5")
+    for flags in ([], ["--json"]):
+        assert main(["demos", "info", str(path), *flags]) == 0
+        out, err = capsys.readouterr()
+        assert err == (
+            f"warning: {path} holds NaN or inf values (observations in 1 step, actions in 2 "
+            "steps, rewards in 1 step): collect it again or drop those episodes before training "
+            "on it\n"
+        )
+    small_demos().save(tmp_path / "good.h5")
+    assert main(["demos", "info", str(tmp_path / "good.h5")]) == 0
+    assert capsys.readouterr().err == ""
 
 
 # ----------------------------------------------------------------------------- DemoSet.filter

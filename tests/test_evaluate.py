@@ -14,6 +14,7 @@ import torch
 
 import choicebc as cb
 from choicebc import evaluation
+from choicebc.cli import main as choicebc_main
 from choicebc.evaluation import EvalResult, evaluate
 from choicebc.sim import ActionError, UnknownEnvError, episode_seed
 
@@ -268,6 +269,80 @@ def test_cli_evaluates_a_saved_policy_and_an_expert(tmp_path, capsys):
     assert "choicebc/PointReach-v0: return" in capsys.readouterr().out
     assert cli_main(["evaluate"]) == 2
     assert "exactly one of --policy" in capsys.readouterr().err
+
+
+def one_line_error(capsys) -> str:
+    """The stderr of a refused command: one line, no traceback."""
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.fixture
+def reach_policy(tmp_path):
+    from choicebc.policy import BCPolicy
+
+    return BCPolicy(2, 2, head="mse", hidden=(8,), env_id="choicebc/PointReach-v0").save(
+        tmp_path / "policy"
+    )
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--episodes", "0"], "--episodes must be an integer >= 1, got 0"),
+        (["--episodes", "-3"], "--episodes must be an integer >= 1, got -3"),
+        (["--num-envs", "0"], "--num-envs must be an integer >= 1, got 0"),
+    ],
+)
+def test_cli_refuses_non_positive_counts(reach_policy, capsys, flags, message):
+    assert choicebc_main(["evaluate", "--policy", str(reach_policy), *flags]) == 2
+    err = one_line_error(capsys)
+    assert message in err and "None" not in err
+
+
+def _edit_config(folder, **changes) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **changes}))
+
+
+def test_cli_refuses_a_policy_that_does_not_fit_the_task(reach_policy, tmp_path, capsys):
+    from choicebc.policy import BCPolicy
+
+    argv = ["evaluate", "--policy", str(reach_policy), "--episodes", "2"]
+    assert choicebc_main([*argv, "--env-id", "HalfCheetah-v5"]) == 2
+    assert "trained on choicebc/PointReach-v0, not HalfCheetah-v5" in one_line_error(capsys)
+    # a config whose sizes are not the task's (hand-edited, or from another version)
+    wide = BCPolicy(5, 2, head="mse", hidden=(8,), env_id="choicebc/PointReach-v0")
+    argv = ["evaluate", "--policy", str(wide.save(tmp_path / "wide")), "--episodes", "2"]
+    assert choicebc_main(argv) == 2
+    assert "takes obs_dim=5, act_dim=2 but choicebc/PointReach-v0 has obs_dim=2" in (
+        one_line_error(capsys)
+    )
+    anonymous = BCPolicy(2, 2, head="mse", hidden=(8,)).save(tmp_path / "anonymous")
+    argv = ["evaluate", "--policy", str(anonymous), "--episodes", "2"]
+    assert choicebc_main([*argv, "--env-id", "HalfCheetah-v5"]) == 2
+    assert "takes obs_dim=2, act_dim=2 but HalfCheetah-v5 has obs_dim=17" in (
+        one_line_error(capsys)
+    )
+    _edit_config(reach_policy, env_id="NoSuchTask-v0")
+    assert choicebc_main(["evaluate", "--policy", str(reach_policy), "--episodes", "2"]) == 2
+    assert "a task this choicebc does not know (unknown env id 'NoSuchTask-v0'" in (
+        one_line_error(capsys)
+    )
+
+
+def test_cli_checks_the_json_path_before_evaluating(
+    reach_policy, read_only_folder, monkeypatch, capsys
+):
+    def no_evaluation(*args, **kwargs):
+        raise AssertionError("evaluated although the result cannot be written")
+
+    monkeypatch.setattr(evaluation, "evaluate", no_evaluation)
+    out = read_only_folder / "result.json"
+    argv = ["evaluate", "--policy", str(reach_policy), "--episodes", "2", "--json", str(out)]
+    assert choicebc_main(argv) == 2
+    assert f"cannot write {out}: cannot write to folder" in one_line_error(capsys)
 
 
 def free_running_policy(obs: np.ndarray) -> np.ndarray:

@@ -203,3 +203,17 @@ def test_cli_picks_the_map_for_a_2d_task(trained, tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
     assert main(["plot", "correlations", "--policy", str(tmp_path / "none")]) == 2
     assert "config.json is missing" in capsys.readouterr().err
+
+
+def test_cli_checks_the_out_path_before_plotting(trained, tmp_path, read_only_folder, capsys):
+    policy, _ = trained
+    policy.save(tmp_path / "policy")
+    out = read_only_folder / "corr.png"
+    args = ["plot", "correlations", "--policy", str(tmp_path / "policy"), "--out", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write {out}: cannot write to folder" in err and err.count("\n") == 1
+    assert main(["plot", "curves", str(tmp_path / "log.csv"), "--out", str(out)]) == 2
+    assert f"cannot write {out}" in capsys.readouterr().err
+    assert main(["plot", "curves", str(tmp_path / "log.csv"), "--out", str(tmp_path / "c")]) == 2
+    assert f"no log file at {tmp_path / 'log.csv'}" in capsys.readouterr().err

@@ -98,6 +98,66 @@ def test_load_refuses_bad_folders(tmp_path):
         BCPolicy.load(tmp_path / "nowhere")
 
 
+def _edit_config(folder, **changes) -> None:
+    """Set keys of ``folder/config.json``; a ``head__<key>`` key sets one of the head's."""
+    config = json.loads((folder / "config.json").read_text())
+    for key, value in changes.items():
+        if key.startswith("head__"):
+            config["head"][key[len("head__") :]] = value
+        else:
+            config[key] = value
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"hidden": [10**12, 32]}, r"hidden must be an integer in \[1, 1,000,000\]"),
+        ({"obs_dim": -4}, r"obs_dim must be an integer in \[1, 1,000,000\], got -4"),
+        ({"act_dim": "2"}, r"act_dim must be an integer .*got '2'"),
+        ({"hidden": "32"}, "hidden must be a list"),
+        ({"head__in_features": 10**7}, "in_features must be an integer"),
+        ({"head__n_mixtures": "five"}, "inconsistent policy config"),
+        ({"head__n_mixtures": {"a": 1}}, "hyper-parameter n_mixtures"),
+        ({"head__n_mixtures": 10**12}, "hyper-parameter n_mixtures"),
+        ({"head__n_mixtures": 10**8}, "more than 1,000,000,000 parameters"),
+        ({"hidden": [64, 64], "head__in_features": 64}, "do not fit"),
+        ({"n_actions": 3}, "the head takes"),
+        ({"choice": 7}, "unknown choice"),
+    ],
+)
+def test_load_checks_the_config_before_allocating(tmp_path, monkeypatch, changes, message):
+    folder = make_policy("choicenet").save(tmp_path / "p")
+    _edit_config(folder, **changes)
+    built = []  # the devices of the Linear layers built while loading
+    init = torch.nn.Linear.__init__
+
+    def recording_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        built.append(self.weight.device.type)
+
+    monkeypatch.setattr(torch.nn.Linear, "__init__", recording_init)
+    with pytest.raises(PolicyLoadError, match=message):
+        BCPolicy.load(folder)
+    assert set(built) <= {"meta"}  # nothing sized by the config was allocated
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (bytes(range(256)) * 4, "not a text file"),
+        (b"[1, 2]", "holds a JSON list, not an object"),
+        (b'{"obs_dim": ', "not valid JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "not valid JSON"),
+    ],
+)
+def test_load_refuses_a_config_that_is_not_a_json_object(tmp_path, content, message):
+    folder = make_policy("mse").save(tmp_path / "p")
+    (folder / "config.json").write_bytes(content)
+    with pytest.raises(PolicyLoadError, match=message):
+        BCPolicy.load(folder)
+
+
 def test_predict_works_with_sb3_evaluate_policy():
     import gymnasium as gym
     from stable_baselines3.common.evaluation import evaluate_policy

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from choicebc.cli import main
 from choicebc.experts import shipped_experts
 from choicebc.quickstart import METHODS, QuickstartConfig, run_quickstart
 
@@ -35,3 +36,24 @@ def test_quickstart_tiny_run_writes_report_and_figures(tmp_path, capsys):
     # the shipped expert itself scores about 100 on the card's normalized scale
     assert expert["normalized_score"] is not None and 80 < expert["normalized_score"] < 120
     assert 0.0 <= summary["roc_auc"] <= 1.0
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--episodes", "0"], "--episodes must be an integer >= 1, got 0"),
+        (["--eval-episodes", "-3"], "--eval-episodes must be an integer >= 1, got -3"),
+        (["--num-envs", "0"], "--num-envs must be an integer >= 1, got 0"),
+        (["--env-id", "HalfCheetah-v9"], "unknown env id 'HalfCheetah-v9'"),
+    ],
+)
+def test_cli_refuses_bad_settings_before_any_work(tmp_path, capsys, flags, message):
+    assert main(["quickstart", "--out", str(tmp_path / "qs"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "qs").exists()
+
+
+def test_cli_checks_the_out_folder_before_any_work(read_only_folder, capsys):
+    assert main(["quickstart", "--out", str(read_only_folder / "qs")]) == 2
+    assert f"cannot write {read_only_folder / 'qs' / 'report.md'}" in capsys.readouterr().err

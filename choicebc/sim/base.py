@@ -72,11 +72,17 @@ class EpisodeSchedule:
         return indices, seeds
 
 
+def check_count(name: str, value: Any) -> int:
+    """``value`` as an int >= 1 (a count: ``num_envs``, ``episodes``, ``transitions``), or a
+    ``ValueError`` that names ``name`` and says what to pass."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
 def check_num_envs(num_envs: Any) -> int:
     """``num_envs`` as an int >= 1, or a ``ValueError`` that says what to pass."""
-    if isinstance(num_envs, bool) or not isinstance(num_envs, int | np.integer) or num_envs < 1:
-        raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
-    return int(num_envs)
+    return check_count("num_envs", num_envs)
 
 
 def check_actions(
