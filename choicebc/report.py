@@ -954,6 +954,12 @@ def run_report(cfg: ReportConfig) -> Path:
     """
     cfg = cfg.resolved()
     cfg.validate()
+    from choicebc.demoset import check_output_path
+
+    try:  # before any cell runs: the figures folder sits beside the results file
+        check_output_path(cfg.results, overwrite=True, create_folder=True)
+    except OSError as exc:
+        raise ReportError(str(exc)) from exc
     root = Path(cfg.out)
     if cfg.render_only:
         return render_report(root, cfg.results)

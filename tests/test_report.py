@@ -383,3 +383,12 @@ def test_percent_bc_keeps_the_top_episodes_by_return_and_ranks_by_it():
     assert report.demo_scores("mse", None, demos) is None
     spec = report.METHODS["pbc"]
     assert spec.uses_rewards and "uses rewards" in spec.label
+
+
+def test_a_results_path_that_cannot_be_written_is_refused_before_any_cell(
+    tmp_path, capsys, read_only_folder
+):
+    results = read_only_folder / "report.md"
+    code = cli_main(["report", "--render-only", "--out", str(tmp_path), "--results", str(results)])
+    assert code == 2
+    assert str(results) in capsys.readouterr().err
