@@ -254,7 +254,7 @@ class ChoiceTraining:
         self.max_len = int(timesteps.max()) + 1
         self.grow_end = max(1, int(schedule.grow * steps))
         self.q: Tensor | None = None  # (U, K) posterior, from the first E-step on
-        self.rho_bar: Tensor | None = None  # (U, K) mean correlation over the unit's rows
+        self.rho_bar: Tensor | None = None  # (U, K) rho over the unit's first steps, once
         self.family: Tensor | None = None  # (U,) posterior share of the target's family
         self.tied: Tensor | None = None  # (U, K) 1 where mixture k's likelihood reaches mu_1
         self.last_estep = -1
@@ -360,11 +360,6 @@ class ChoiceTraining:
         self.q, self.rho_bar, self.family = state["q"], state["rho_bar"], state["family"]
         self.tied = state["tied"]
         self.last_estep = int(state["last_estep"])
-
-
-def early_rows(timesteps: np.ndarray, horizon: int) -> np.ndarray:
-    """Indices of the transitions among the first ``horizon`` steps of their episode."""
-    return np.flatnonzero(np.asarray(timesteps) < horizon)
 
 
 @torch.no_grad()
