@@ -35,10 +35,15 @@ docs/design-notes.md). So the evidence grows from the first steps outward:
    warm-up's, or the E-step's horizon once it is longer, so every step the E-step counts has
    been fitted under the current choice first.
 
-``choice="auto"`` runs the warm-up and compares, on the same first steps and with its per-step
-densities, the likelihood of one choice per step with
-that of one choice per unit; the more restrictive structure wins when it explains the data at
-least as well.
+Two more pieces keep the identification made at the first steps: each mixture's rho in a
+unit's later states is held to its value over the unit's first steps
+(:meth:`ChoiceTraining.rho_anchor`), and a mixture's likelihood reaches mu_1 only when it is
+tied to it tightly, ``|rho| >= 0.95`` (the target's copies, a flipped driver); a broad mixture
+is fitted given mu_1 (the ``tie_weight`` of :meth:`ChoiceTraining.loss_weights`).
+
+``choice="auto"`` runs the warm-up and then takes one choice per unit when, on the warm-up's
+rows, either one choice per unit explains the steps better than one per step with the same
+densities, or corruption shows at the first step and fades after it (:func:`pick_choice`).
 """
 
 from __future__ import annotations
