@@ -50,8 +50,8 @@ class TrainConfig:
     choice_horizon: int = 5
     """first steps of every episode that decide a demonstration's choice at first"""
     choice_warmup: float = 0.1
-    """share of the steps spent on the per-step warm-up over the first steps (and, for
-    choice=auto, on the probe that picks the choice)"""
+    """length of the per-step warm-up on the first steps, which runs before the training
+    (episode, group and auto; at least 500 steps), as a share of --steps"""
     choice_grow: float = 0.5
     """share of the steps by which the choice's horizon covers whole episodes"""
     choice_anchor: float = 1.0
