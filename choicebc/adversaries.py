@@ -375,9 +375,13 @@ class MediumAdversary(PolicyAdversary):
 # ---------------------------------------------------------------------- saboteur files
 def saboteur_dir(env_id: str) -> Path:
     """Folder of the shipped saboteur for ``env_id``: ``demos/saboteurs/<env_id>``."""
+    return _shipped_dir("saboteurs", env_id)
+
+
+def _shipped_dir(kind: str, env_id: str) -> Path:
     from choicebc.experts import experts_root
 
-    return experts_root().parent / "saboteurs" / env_id
+    return experts_root().parent / kind / env_id
 
 
 def saboteur_train_command(env_id: str) -> str:
@@ -409,9 +413,7 @@ def load_saboteur(env_id: str, path: str | Path | None = None) -> SaboteurAdvers
 
 def medium_dir(env_id: str) -> Path:
     """Folder of the shipped medium demonstrator for ``env_id``: ``demos/mediums/<env_id>``."""
-    from choicebc.experts import experts_root
-
-    return experts_root().parent / "mediums" / env_id
+    return _shipped_dir("mediums", env_id)
 
 
 def medium_train_command(env_id: str) -> str:

@@ -917,6 +917,16 @@ class DemoSummary:
 
 
 # ---------------------------------------------------------------------- paths
+def episode_means(values: np.ndarray, episode_lengths: np.ndarray) -> np.ndarray:
+    """``(E,) float64`` mean of per-step ``values (M,)`` over each episode (episodes stored
+    contiguously, in order, ``episode_lengths (E,)`` each >= 1)."""
+    values = np.asarray(values, dtype=np.float64)
+    lengths = np.asarray(episode_lengths)
+    if len(values) == 0:
+        return np.zeros(len(lengths))
+    return np.add.reduceat(values, np.cumsum(lengths) - lengths) / lengths
+
+
 def check_output_path(
     path: str | os.PathLike, overwrite: bool = False, *, create_folder: bool = False
 ) -> Path:

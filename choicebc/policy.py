@@ -476,9 +476,9 @@ class BCPolicy(torch.nn.Module):
         """
         lengths = np.asarray(demos.episode_lengths)
         if self.choice == "step":
-            steps = self.data_quality(demos).astype(np.float64)
-            starts = np.cumsum(lengths) - lengths
-            return np.add.reduceat(steps, starts) / lengths if len(steps) else steps
+            from choicebc.demoset import episode_means
+
+            return episode_means(self.data_quality(demos), lengths)
         from choicebc.choice import (
             family_mask,
             score_rows,

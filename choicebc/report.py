@@ -286,8 +286,9 @@ def demo_scores(method: str, policy: Any, demos: Any) -> np.ndarray | None:
         return None
     if hasattr(policy, "demo_quality"):
         return policy.demo_quality(demos)
-    steps = np.asarray(policy.data_quality(demos), dtype=np.float64)
-    return np.add.reduceat(steps, demos.episode_starts) / demos.episode_lengths
+    from choicebc.demoset import episode_means
+
+    return episode_means(policy.data_quality(demos), demos.episode_lengths)
 
 
 def corruption_auc(quality: np.ndarray, is_corrupt: np.ndarray) -> float | None:
