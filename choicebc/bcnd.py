@@ -33,9 +33,7 @@ actions in the same state, in ``[0, 1]`` (see :meth:`BCNDPolicy.data_quality`): 
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -44,6 +42,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from choicebc.atomic import write_json_atomic
 from choicebc.policy import BCPolicy, PolicyLoadError, config_size, read_config
 from choicebc.train import TrainConfig, train_bc
 
@@ -256,9 +255,7 @@ class BCNDPolicy(torch.nn.Module):
         folder.mkdir(parents=True, exist_ok=True)
         for e, member in enumerate(self.members):
             member.save(folder / f"member_{e}")
-        tmp = folder / (CONFIG_FILE + ".tmp")
-        tmp.write_text(json.dumps(self.config(), indent=2) + "\n")
-        os.replace(tmp, folder / CONFIG_FILE)
+        write_json_atomic(folder / CONFIG_FILE, self.config())
         return folder
 
     @staticmethod

@@ -27,13 +27,12 @@ the physics (as in :func:`choicebc.evaluate`).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import inspect
 import math
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,7 @@ from choicebc.demoset import DemoSet
 from choicebc.envs import get_task, is_discrete
 from choicebc.sim import ActionError, EpisodeSchedule, make_batched, resolve_backend
 from choicebc.sim.base import check_count, check_discrete_actions, check_num_envs
+from choicebc.threads import torch_threads
 
 MIXES = ("step", "episode", "label")
 _MIX_STREAM = 0x6D6978  # "mix": corruption draws, independent of the env's reset stream
@@ -423,7 +423,7 @@ def collect(
     )
     sink = _Episodes(episodes, transitions, bar)
     try:
-        with _single_torch_thread(name != "gpu"):
+        with torch_threads(1 if name != "gpu" else None):
             if name == "cpu" and n >= 2:
                 _run_pipelined(task, actors, sink, n, seed, ratio, mix, episodes, env_kwargs)
             else:
@@ -531,22 +531,6 @@ def _check_ratio(ratio: Any) -> float:
             f"ratio must be in [0, 1] (the probability that the adversary acts), got {ratio!r}"
         )
     return float(ratio)
-
-
-@contextlib.contextmanager
-def _single_torch_thread(enabled: bool) -> Iterator[None]:
-    """One torch thread while MuJoCo's threads own the cores (spinning intra-op threads slow
-    both the policy and the physics several-fold on a 2-core machine)."""
-    torch = sys.modules.get("torch")
-    if not enabled or torch is None:
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 # ---------------------------------------------------------------------- CLI: choicebc collect

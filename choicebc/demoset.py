@@ -35,7 +35,8 @@ plus per-episode arrays, so training code reads ``demos.observations`` / ``demos
 directly. Files are written to a temporary name (``.<name>.<pid>.<8 hex>.tmp`` beside the target)
 and renamed: an interrupted write never leaves a half-written file under the final name, and an
 existing file is only replaced with ``overwrite=True``. The temporary file of a killed writer
-stays; the next write to the same target deletes it (see :func:`remove_stale_temp_files`).
+stays; the next write to the same target deletes it
+(see :func:`choicebc.atomic.remove_stale_temp_files`).
 """
 
 from __future__ import annotations
@@ -45,13 +46,14 @@ import json
 import os
 import re
 import shutil
-import uuid
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from choicebc.atomic import commit_file, temp_beside, temp_name
 
 FORMAT = "choicebc.DemoSet"
 FORMAT_VERSION = 1
@@ -547,7 +549,7 @@ class DemoSet:
 
         path = Path(path)
         check_output_path(path, overwrite)
-        tmp = _temp_beside(path)
+        tmp = temp_beside(path)
         try:
             with _open_for_writing(tmp) as f:
                 f.attrs["format"] = FORMAT
@@ -558,7 +560,7 @@ class DemoSet:
                 starts = self.episode_starts
                 for i in range(self.num_episodes):
                     _write_episode(data, i, self, int(starts[i]), compression)
-            _commit(tmp, path, overwrite)
+            commit_file(tmp, path, overwrite)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -590,7 +592,7 @@ class DemoSet:
             DemoFileError: not an HDF5 file, a truncated one, or one without the DemoSet layout;
                 an unknown ``mask``, or a mask naming a demo the file does not hold.
         """
-        f = _open_for_reading(path)
+        f = open_for_reading(path)
         try:
             with f:
                 return cls._read(f, Path(path), mask)
@@ -671,7 +673,7 @@ class DemoSet:
         if not obs_keys:
             raise DemoFileError("give at least one observation key (obs_keys / --obs-keys)")
         path = Path(path)
-        f = _open_for_reading(path, what="robomimic dataset")
+        f = open_for_reading(path, what="robomimic dataset")
         try:
             with f:
                 return cls._read_robomimic(f, path, obs_keys, env_id, group_masks)
@@ -700,7 +702,7 @@ class DemoSet:
                     "env_id='...' (CLI: --env-id ID)"
                 )
         episodes = [_robomimic_episode(data[name], name, obs_keys, path) for name in names]
-        groups = _robomimic_groups(_masks_of(f), names, group_masks, path)
+        groups = _robomimic_groups(masks_of(f), names, group_masks, path)
         attrs: dict[str, Any] = {
             "env_id": str(env_id),
             "source": f"robomimic:{path.name}",
@@ -963,7 +965,7 @@ def check_output_path(
             f"{path} exists: pass overwrite=True (CLI: --overwrite) to replace it, "
             "or choose another name"
         )
-    probe = _temp_name(folder / path.name, ".probe")
+    probe = temp_name(folder / path.name, ".probe")
     try:
         probe.open("xb").close()
     except OSError as exc:
@@ -975,67 +977,7 @@ def check_output_path(
     return path
 
 
-def _temp_name(path: Path, kind: str = "") -> Path:
-    """A fresh hidden name beside ``path``: ``.<name>.<pid>.<8 hex>[kind].tmp``."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{kind}.tmp")
-
-
-def _temp_beside(path: Path) -> Path:
-    """A temporary file name to write ``path`` through, after deleting stale ones (see
-    :func:`remove_stale_temp_files`)."""
-    remove_stale_temp_files(path)
-    return _temp_name(path)
-
-
-def remove_stale_temp_files(path: str | os.PathLike) -> list[Path]:
-    """Delete the temporary files that killed writers of ``path`` left beside it.
-
-    Only files named like choicebc's own temporary files for exactly this target
-    (``.<name>.<pid>.<8 hex>.tmp`` or ``...probe.tmp``) are candidates, and only those whose
-    writer process is gone: a file whose ``<pid>`` is a running process (on this machine) may
-    belong to a save in progress and is kept. Called by every atomic write (:meth:`DemoSet.save`,
-    :func:`write_mask`, ``choicebc demos score|filter|import``). Errors are ignored: this is
-    housekeeping, never a reason to fail a save.
-
-    Returns:
-        The files deleted.
-    """
-    path = Path(path)
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.[0-9a-f]{{8}}(?:\.probe)?\.tmp")
-    removed: list[Path] = []
-    try:
-        entries = list(path.parent.iterdir())
-    except OSError:
-        return removed
-    for entry in entries:
-        match = pattern.fullmatch(entry.name)
-        if match is None or _process_alive(int(match.group(1))):
-            continue
-        try:
-            if entry.is_symlink() or not entry.is_file():
-                continue
-            entry.unlink()
-        except OSError:
-            continue
-        removed.append(entry)
-    return removed
-
-
-def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (OverflowError, ValueError):  # not a possible pid
-        return False
-    except OSError:  # e.g. PermissionError: it exists, owned by someone else
-        return True
-    return True
-
-
-def _open_for_reading(path: str | os.PathLike, what: str = "DemoSet"):
+def open_for_reading(path: str | os.PathLike, what: str = "DemoSet"):
     """``h5py.File(path, "r")`` with the errors a user can cause made clear."""
     import h5py
 
@@ -1112,7 +1054,7 @@ def _group_array(values: Any) -> np.ndarray:
 _MASK_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 
-def _check_mask_name(name: Any) -> str:
+def check_mask_name(name: Any) -> str:
     if not isinstance(name, str) or not _MASK_NAME.fullmatch(name) or set(name) == {"."}:
         raise ValueError(
             f"mask name {name!r}: use letters, digits, '_', '-' and '.' "
@@ -1121,7 +1063,7 @@ def _check_mask_name(name: Any) -> str:
     return name
 
 
-def _masks_of(f: Any) -> dict[str, list[str]]:
+def masks_of(f: Any) -> dict[str, list[str]]:
     """Every ``mask/<name>`` dataset of an open file: name -> demo names, as robomimic reads
     them (``[elem.decode("utf-8") for elem in f["mask/<name>"][:]]``)."""
     group = f.get("mask")
@@ -1144,7 +1086,7 @@ def _short_list(items: list[str], n: int = 5) -> str:
 
 def _masked_names(f: Any, path: Path, mask: str, names: list[str]) -> list[str]:
     """The demos of ``names`` that ``mask/<mask>`` holds, in ``names`` order."""
-    masks = _masks_of(f)
+    masks = masks_of(f)
     if mask not in masks:
         have = ", ".join(sorted(masks)) if masks else "none"
         raise DemoFileError(
@@ -1173,11 +1115,11 @@ def read_masks(path: str | os.PathLike) -> dict[str, list[str]]:
     Raises:
         FileNotFoundError, DemoFileError: no such file, or not HDF5.
     """
-    with _open_for_reading(path) as f:
-        return _masks_of(f)
+    with open_for_reading(path) as f:
+        return masks_of(f)
 
 
-def _put_mask(f: Any, name: str, names: list[str]) -> None:
+def put_mask(f: Any, name: str, names: list[str]) -> None:
     """Write ``mask/<name>`` exactly as robomimic's ``create_hdf5_filter_key`` does."""
     key = f"mask/{name}"
     if key in f:
@@ -1211,26 +1153,26 @@ def write_mask(
     import h5py
 
     path = Path(path)
-    _check_mask_name(name)
+    check_mask_name(name)
     names = list(dict.fromkeys(str(n) for n in demo_names))
     if not names:
         raise ValueError(f"mask {name!r} would name no demo: give at least one")
-    with _open_for_reading(path) as f:
+    with open_for_reading(path) as f:
         held = set(sorted_demo_names(_data_group(f, path)))
         missing = [n for n in names if n not in held]
         if missing:
             raise DemoFileError(f"{path} has no {_short_list(missing)}: a mask names its demos")
-        if name in _masks_of(f) and not overwrite:
+        if name in masks_of(f) and not overwrite:
             raise FileExistsError(
                 f"{path} already has mask/{name}: pass overwrite=True (CLI: --overwrite) to "
                 "replace it, or choose another name"
             )
-    tmp = _temp_beside(path)
+    tmp = temp_beside(path)
     try:
         shutil.copyfile(path, tmp)
         shutil.copymode(path, tmp)
         with h5py.File(tmp, "r+") as f:
-            _put_mask(f, name, names)
+            put_mask(f, name, names)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -1349,25 +1291,6 @@ def _open_for_writing(tmp: Path):
         raise PermissionError(
             f"cannot create {tmp} ({exc}): choose a writable folder with free space"
         ) from exc
-
-
-def _commit(tmp: Path, path: Path, overwrite: bool) -> None:
-    """Move the finished temp file to ``path`` atomically (never clobbering unless asked)."""
-    if overwrite:
-        os.replace(tmp, path)
-        return
-    try:
-        os.link(tmp, path)  # fails if ``path`` appeared meanwhile: never clobber
-    except FileExistsError:
-        raise FileExistsError(
-            f"{path} was created while saving: pass overwrite=True to replace it"
-        ) from None
-    except OSError:  # file systems without hard links
-        if path.exists():
-            raise FileExistsError(f"{path} exists: pass overwrite=True to replace it") from None
-        os.replace(tmp, path)
-        return
-    tmp.unlink()
 
 
 def _write_episode(data: Any, i: int, demos: DemoSet, start: int, compression: str | None) -> None:

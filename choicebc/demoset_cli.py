@@ -33,25 +33,23 @@ from typing import Any
 
 import numpy as np
 
+from choicebc.atomic import commit_file, temp_beside
 from choicebc.demoset import (
     DemoSet,
-    _check_mask_name,
-    _commit,
-    _masks_of,
-    _open_for_reading,
-    _put_mask,
-    _temp_beside,
+    check_mask_name,
     check_output_path,
+    masks_of,
+    open_for_reading,
+    put_mask,
     sorted_demo_names,
 )
 from choicebc.demoset import (
     write_mask as add_mask,
 )
+from choicebc.metrics import CORRUPT_EPISODE_SHARE, demo_roc_auc, roc_auc
 
 QUALITY = "quality"
 DEMO_QUALITY = "demo_quality"
-# an episode counts as corrupt for the per-demo ROC AUC when this share of its steps is
-CORRUPT_EPISODE_SHARE = 0.5
 
 
 def add_info_arguments(parser: argparse.ArgumentParser) -> None:
@@ -102,8 +100,8 @@ def info(args: argparse.Namespace) -> int:
     if demos.demo_quality is not None:
         dq = demos.demo_quality
         print(f"demo_quality: mean {dq.mean():.3f}, min {dq.min():.3f}, max {dq.max():.3f}")
-    with _open_for_reading(args.path) as f:
-        masks = _masks_of(f)
+    with open_for_reading(args.path) as f:
+        masks = masks_of(f)
     if masks:
         print("masks: " + ", ".join(f"{k} ({len(v)} demos)" for k, v in sorted(masks.items())))
     if demos.has_labels and 0 < demos.is_corrupt.mean() < 1:
@@ -147,16 +145,6 @@ def default_scored_path(path: str | os.PathLike) -> Path:
     """``demos.h5`` -> ``demos.scored.h5`` beside it."""
     path = Path(path)
     return path.with_name(f"{path.stem}.scored{path.suffix or '.h5'}")
-
-
-def quality_roc_auc(quality: np.ndarray, is_corrupt: np.ndarray) -> float | None:
-    """ROC AUC of ``quality`` ranking expert steps above corrupt ones (ties count half)."""
-    from sklearn.metrics import roc_auc_score
-
-    corrupt = np.asarray(is_corrupt, dtype=bool)
-    if corrupt.all() or not corrupt.any():
-        return None
-    return float(roc_auc_score(~corrupt, np.asarray(quality, dtype=np.float64)))
 
 
 def _check_policy_fits(policy: Any, demos: DemoSet, policy_dir: str, demos_path: str) -> None:
@@ -204,14 +192,6 @@ def _set_or_delete(attrs: Any, key: str, value: Any) -> None:
         del attrs[key]
 
 
-def demo_quality_roc_auc(demo_quality: np.ndarray, demos: DemoSet) -> float | None:
-    """ROC AUC of per-episode scores against the ground truth, an episode counting as corrupt
-    when its ``adversary_share`` >= 0.5 (``None`` without labels or with a single class)."""
-    if not demos.has_labels:
-        return None
-    return quality_roc_auc(demo_quality, demos.adversary_share >= CORRUPT_EPISODE_SHARE)
-
-
 def score_file(
     policy_dir: str | os.PathLike,
     demos_path: str | os.PathLike,
@@ -254,7 +234,7 @@ def score_file(
     except ValueError as exc:  # a head without a noise model, NaN observations
         raise QualityError(f"cannot score {demos_path} with policy {policy_dir}: {exc}") from exc
     labelled = demos.has_labels
-    auc = quality_roc_auc(quality, demos.is_corrupt) if labelled else None
+    auc = roc_auc(quality, demos.is_corrupt) if labelled else None
     means = (None, None)
     if auc is not None:
         means = (
@@ -274,8 +254,8 @@ def score_file(
                 f"policy {policy_dir} gave demo_quality of shape {demo_q.shape} for "
                 f"{demos.num_episodes} episodes"
             )
-        demo_auc = demo_quality_roc_auc(demo_q, demos)
-    tmp = _temp_beside(out)
+        demo_auc = demo_roc_auc(demo_q, demos.adversary_share) if labelled else None
+    tmp = temp_beside(out)
     try:
         shutil.copyfile(demos_path, tmp)
         with h5py.File(tmp, "r+") as f:
@@ -290,7 +270,7 @@ def score_file(
             )
             _set_or_delete(attrs, "quality_auc", auc)
             _set_or_delete(attrs, "demo_quality_auc", demo_auc)
-        _commit(tmp, out, overwrite)
+        commit_file(tmp, out, overwrite)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -303,7 +283,7 @@ def read_quality(path: str | os.PathLike) -> np.ndarray:
     Raises:
         QualityError: the file has not been scored (the message names the command).
     """
-    with _open_for_reading(path) as f:
+    with open_for_reading(path) as f:
         quality = _step_quality(f, sorted_demo_names(f["data"]) if "data" in f else [])
     if quality is None:
         raise _unscored(path)
@@ -429,7 +409,7 @@ def filter_file(
     if out is None and write_mask is None:
         raise QualityError("say where the kept set goes: --out FILE and/or --write-mask NAME")
     if write_mask is not None:
-        _check_mask_name(write_mask)
+        check_mask_name(write_mask)
         if not episodes:
             raise QualityError(
                 "--write-mask names whole demos: add --episodes (or --by demo) to keep whole "
@@ -438,10 +418,10 @@ def filter_file(
     if out is not None:
         out = _check_filter_out(path, out, overwrite)
     demos = DemoSet.load(path)
-    with _open_for_reading(path) as f:
+    with open_for_reading(path) as f:
         names = sorted_demo_names(f["data"])
         quality = _step_quality(f, names)
-        if write_mask is not None and write_mask in _masks_of(f) and not overwrite:
+        if write_mask is not None and write_mask in masks_of(f) and not overwrite:
             raise FileExistsError(
                 f"{path} already has mask/{write_mask}: pass --overwrite to replace it, or "
                 "choose another name"
@@ -511,13 +491,13 @@ def _save_with_quality(
     """Save ``demos`` to ``out`` atomically, with its per-step ``quality`` when given."""
     import h5py
 
-    tmp = _temp_beside(out)
+    tmp = temp_beside(out)
     try:
         demos.save(tmp)
         if quality is not None:
             with h5py.File(tmp, "r+") as f:
                 _write_quality(f, quality, demos.episode_lengths)
-        _commit(tmp, out, overwrite)
+        commit_file(tmp, out, overwrite)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -536,11 +516,11 @@ def subset_by_mask(
         DemoFileError: no such mask, or one naming demos the file does not hold.
         FileExistsError: ``out`` exists and ``overwrite`` is False.
     """
-    _check_mask_name(mask)
+    check_mask_name(mask)
     out = _check_filter_out(path, out, overwrite)
     kept = DemoSet.load(path, mask=mask)
-    with _open_for_reading(path) as f:
-        wanted = set(_masks_of(f)[mask])
+    with open_for_reading(path) as f:
+        wanted = set(masks_of(f)[mask])
         names = [n for n in sorted_demo_names(f["data"]) if n in wanted]
         quality = _step_quality(f, names)
     for described_all in ("quality_auc", "demo_quality_auc"):
@@ -700,19 +680,19 @@ def import_robomimic(
     if Path(source).resolve() == out.resolve():
         raise FileExistsError(f"--out {out} is the robomimic file: choose another name")
     demos = DemoSet.from_robomimic(source, obs_keys, env_id=env_id, group_masks=group_masks)
-    with _open_for_reading(source, what="robomimic dataset") as f:
+    with open_for_reading(source, what="robomimic dataset") as f:
         names = sorted_demo_names(f["data"])
-        masks = _masks_of(f)
+        masks = masks_of(f)
     renamed = {name: f"demo_{i}" for i, name in enumerate(names)}
     demos.attrs["source_demos"] = json.dumps(names)
-    tmp = _temp_beside(out)
+    tmp = temp_beside(out)
     try:
         demos.save(tmp)
         with h5py.File(tmp, "r+") as f:
             for mask, members in sorted(masks.items()):
                 if members and all(m in renamed for m in members):
-                    _put_mask(f, mask, [renamed[m] for m in members])
-        _commit(tmp, out, overwrite)
+                    put_mask(f, mask, [renamed[m] for m in members])
+        commit_file(tmp, out, overwrite)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -765,8 +745,8 @@ def import_command(args: argparse.Namespace) -> int:
         print(f"groups: {parts}")
     else:
         print("groups: none (no operator masks; see --group-masks)")
-    with _open_for_reading(args.out) as f:
-        masks = sorted(_masks_of(f))
+    with open_for_reading(args.out) as f:
+        masks = sorted(masks_of(f))
     if masks:
         print(f"masks: {', '.join(masks)}")
     print(f"wrote {args.out}")

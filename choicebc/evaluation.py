@@ -16,14 +16,12 @@ import argparse
 import concurrent.futures as concurrent_futures
 import contextlib
 import dataclasses
-import json
 import math
 import os
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +29,7 @@ import numpy as np
 from choicebc.envs import get_task
 from choicebc.sim import EpisodeSchedule, make_batched, resolve_backend
 from choicebc.sim.base import BackendUnavailableError, check_count
+from choicebc.threads import torch_threads
 
 PolicyFn = Callable[[np.ndarray], np.ndarray]
 
@@ -165,19 +164,14 @@ def _policy_mode(policy: Any, one_thread: bool) -> Iterator[None]:
     torch's intra-op threads spin while they wait, and on a machine whose cores run physics
     they slow both the policy and the simulation several-fold.
     """
-    torch = sys.modules.get("torch")
     module = _is_module(policy)
     was_training = bool(module and policy.training)
-    threads = torch.get_num_threads() if torch is not None else None
     if module:
         policy.eval()
-    if one_thread and torch is not None:
-        torch.set_num_threads(1)
     try:
-        yield
+        with torch_threads(1 if one_thread else None):
+            yield
     finally:
-        if threads is not None and one_thread:
-            torch.set_num_threads(threads)
         if was_training:
             policy.train()
 
@@ -618,11 +612,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(result)
     if cfg.json:
-        path = Path(cfg.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(result.as_dict(), indent=2) + "\n")
-        os.replace(tmp, path)
+        from choicebc.atomic import write_json_atomic
+
+        path = write_json_atomic(cfg.json, result.as_dict())
         print(f"wrote {path}")
     if cfg.video:
         from choicebc.sim import episode_seed

@@ -28,3 +28,13 @@ def roc_auc(quality: np.ndarray, is_corrupt: np.ndarray) -> float | None:
     ranks[order] = np.repeat(avg, counts)
     clean_rank_sum = ranks[~corrupt].sum()
     return float((clean_rank_sum - n_clean * (n_clean + 1) / 2.0) / (n_clean * n_corrupt))
+
+
+CORRUPT_EPISODE_SHARE = 0.5
+"""an episode counts as corrupt, for the per-demonstration AUC, when this share of its steps is"""
+
+
+def demo_roc_auc(demo_quality: np.ndarray, adversary_share: np.ndarray) -> float | None:
+    """ROC AUC of per-episode scores, an episode counting as corrupt when its adversary drove
+    at least :data:`CORRUPT_EPISODE_SHARE` of its steps (``None`` with a single class)."""
+    return roc_auc(demo_quality, np.asarray(adversary_share) >= CORRUPT_EPISODE_SHARE)

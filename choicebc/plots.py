@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import csv
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from choicebc.atomic import atomic_path
 
 
 class _Pyplot:
@@ -38,12 +39,8 @@ def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> Path:
     path = Path(path).with_suffix(".png")
     path.parent.mkdir(parents=True, exist_ok=True)
     for target, fmt in ((path, "png"), (path.with_suffix(".svg"), "svg")):
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        try:
+        with atomic_path(target) as tmp:
             fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
     plt.close(fig)
     return path
 

@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor
 
+from choicebc.atomic import save_safetensors_atomic, write_json_atomic
 from choicebc.heads import HEADS, Mixture, make_head
 from choicebc.heads.base import TARGET_RHO_MIN
 from choicebc.heads.classification import ClassifierHead
@@ -524,13 +524,8 @@ class BCPolicy(torch.nn.Module):
         """Write ``config.json`` + ``model.safetensors`` into ``folder`` (atomic per file)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
-        tmp = folder / (WEIGHTS_FILE + ".tmp")
-        save_file(state, str(tmp))
-        os.replace(tmp, folder / WEIGHTS_FILE)
-        tmp = folder / (CONFIG_FILE + ".tmp")
-        tmp.write_text(json.dumps(self.config(), indent=2) + "\n")
-        os.replace(tmp, folder / CONFIG_FILE)
+        save_safetensors_atomic(self.state_dict(), folder / WEIGHTS_FILE)
+        write_json_atomic(folder / CONFIG_FILE, self.config())
         return folder
 
     @classmethod

@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from choicebc.atomic import atomic_path
 from choicebc.checkpoint_folder import (
     MARKER,
     checkpoint_step,
@@ -183,12 +183,10 @@ def _truncate_log(path: Path, last_step: int) -> None:
         return
     with path.open(newline="") as f:
         rows = [r for r in csv.DictReader(f) if int(r["step"]) <= last_step]
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as f:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def _save_checkpoint(folder: Path, policy: BCPolicy, state: dict[str, Any]) -> None:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from choicebc.atomic import atomic_path
+
 VIDEO_SUFFIXES = (".gif", ".mp4")
 TRACKED_TASKS = ("HalfCheetah", "Hopper", "Walker2d", "Ant", "Swimmer")
 """Tasks that run off the default camera's view: the recording follows their root body."""
@@ -71,14 +73,14 @@ def _make_render_env(env_id: str, width: int, height: int):
 
 def _write_frames(frames: list[np.ndarray], path: Path, fps: float) -> None:
     """Frames ``(H, W, 3) uint8`` to ``path``, via a temp file renamed into place."""
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    try:
+    with atomic_path(path) as tmp:
         if path.suffix.lower() == ".gif":
             from PIL import Image
 
             images = [Image.fromarray(frame) for frame in frames]
             images[0].save(
                 tmp,
+                format="GIF",
                 save_all=True,
                 append_images=images[1:],
                 duration=max(int(round(1000 / fps)), 20),
@@ -94,9 +96,6 @@ def _write_frames(frames: list[np.ndarray], path: Path, fps: float) -> None:
             with imageio.get_writer(tmp, fps=fps, format="FFMPEG", codec="libx264") as writer:
                 for frame in frames:
                     writer.append_data(frame)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _frame(env, track: bool) -> np.ndarray:

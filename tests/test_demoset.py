@@ -463,7 +463,7 @@ def test_failed_mask_write_leaves_the_file_unchanged(tmp_path, monkeypatch):
     def broken(*args):
         raise KeyboardInterrupt  # killed half-way through adding the mask
 
-    monkeypatch.setattr(demoset_module, "_put_mask", broken)
+    monkeypatch.setattr(demoset_module, "put_mask", broken)
     with pytest.raises(KeyboardInterrupt):
         demoset_module.write_mask(path, "a", ["demo_0"])
     assert path.read_bytes() == before

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import platform
 import time
@@ -66,9 +65,7 @@ def write_result(
         },
         "args": {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "func"},
     }
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps({"meta": meta, **payload}, indent=2) + "\n")
-    os.replace(tmp, out)
+    from choicebc.atomic import write_json_atomic
+
+    write_json_atomic(out, {"meta": meta, **payload})
     return meta

@@ -24,6 +24,7 @@ import os
 from pathlib import Path
 
 from choicebc.bench import write_result
+from choicebc.threads import torch_threads
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,7 +65,6 @@ def benchmark_expert(env_id: str, seed: int) -> tuple[object, str]:
 
 def measure(args: argparse.Namespace) -> dict:
     """Collect + save once between two physics-limit runs; the rates and their ratio."""
-    import torch
 
     from choicebc.adversaries import make_adversary
     from choicebc.bench.sim import Timer, physics_limit
@@ -75,9 +75,7 @@ def measure(args: argparse.Namespace) -> dict:
     path = Path(args.h5)
     path.parent.mkdir(parents=True, exist_ok=True)
     n = args.num_envs
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as collect() does while the physics owns the cores
-    try:
+    with torch_threads(1):  # as collect() does while the physics owns the cores
         limit_before = physics_limit(args.env_id, n, args.limit_steps, args.seed)
         with Timer() as total:
             with Timer() as collecting:
@@ -94,8 +92,6 @@ def measure(args: argparse.Namespace) -> dict:
                 )
             demos.save(path, overwrite=True)
         limit_after = physics_limit(args.env_id, n, args.limit_steps, args.seed + 1)
-    finally:
-        torch.set_num_threads(threads)
     size = path.stat().st_size
     if not args.keep:
         path.unlink()

@@ -38,6 +38,7 @@ import time
 import numpy as np
 
 from choicebc.bench import write_result
+from choicebc.threads import torch_threads
 
 DEFAULT_TASKS = (
     "HalfCheetah-v5",
@@ -264,8 +265,7 @@ def measure_task(env_id: str, args: argparse.Namespace) -> dict:
     sync: dict[int, list[float]] = {m: [] for m in sync_sizes}
     sync_default: list[float] = []
     for r in range(args.repeats):
-        torch.set_num_threads(1)  # as evaluate() does; the same for every loop with the policy
-        try:
+        with torch_threads(1):  # as evaluate() does; the same for every loop with the policy
             before = physics_limit(env_id, n, args.limit_steps, seed + 2 * r)
             ev = timed_evaluate(policy, env_id, episodes, n, seed, pipeline=True)
             if args.episodes is None and ev["env_steps"] < args.min_steps:
@@ -280,8 +280,6 @@ def measure_task(env_id: str, args: argparse.Namespace) -> dict:
                 sync[m].append(
                     sync_vector_env(env_id, policy, m, max(1, args.sync_env_steps // m), seed)
                 )
-        finally:
-            torch.set_num_threads(threads)
         # the configuration of BENCHMARKS.md's reference figure (5,199 on HalfCheetah): the same
         # x8 loop with torch left on its default threads, which spin against the physics
         sync_default.append(

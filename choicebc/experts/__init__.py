@@ -54,7 +54,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     """``ExpertPolicy`` and ``ExpertLoadError`` come from :mod:`choicebc.experts.policy`, which
     imports torch: on first use, so ``choicebc expert ... --help`` does not load torch."""
-    if name in ("ExpertPolicy", "ExpertLoadError", "write_json_atomic"):
+    if name in ("ExpertPolicy", "ExpertLoadError"):
         from choicebc.experts import policy
 
         return getattr(policy, name)
@@ -208,8 +208,8 @@ def write_analytic_card(env_id: str) -> Path:
     """
     folder = expert_dir(env_id)
     folder.mkdir(parents=True, exist_ok=True)
-    from choicebc.experts.policy import write_json_atomic
+    from choicebc.atomic import write_json_atomic
 
     path = folder / CARD_FILE
-    write_json_atomic(path, measure_analytic_card(env_id))
+    write_json_atomic(path, measure_analytic_card(env_id), sort_keys=True)
     return path

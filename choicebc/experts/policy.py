@@ -8,15 +8,15 @@ with clipping (PPO). Loading it needs neither SB3 nor unpickling.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
+from choicebc.atomic import save_safetensors_atomic, write_json_atomic
 from choicebc.experts import CARD_FILE
 
 WEIGHTS_FILE = "actor.safetensors"
@@ -125,11 +125,8 @@ class ExpertPolicy:
         """Write ``actor.safetensors`` and ``card.json`` atomically into ``folder``."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        state = {k: v.contiguous() for k, v in self.actor.state_dict().items()}
-        tmp = folder / (WEIGHTS_FILE + ".tmp")
-        save_file(state, str(tmp))
-        os.replace(tmp, folder / WEIGHTS_FILE)
-        write_json_atomic(folder / CARD_FILE, self.card)
+        save_safetensors_atomic(self.actor.state_dict(), folder / WEIGHTS_FILE)
+        write_json_atomic(folder / CARD_FILE, self.card, sort_keys=True)
 
     @classmethod
     def load(cls, folder: str | Path) -> ExpertPolicy:
@@ -161,10 +158,3 @@ class ExpertPolicy:
             raise ExpertLoadError(msg) from exc
         actor.eval()
         return cls(actor, card)
-
-
-def write_json_atomic(path: Path, payload: dict) -> None:
-    """Write JSON to ``path`` via a temp file + rename, so a crash never leaves half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)

@@ -18,7 +18,6 @@ live in ``OUT_DIR/ENV_ID-minimize`` and their card says ``"objective": "minimize
 from __future__ import annotations
 
 import csv
-import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from choicebc.atomic import atomic_path, write_json_atomic
 from choicebc.checkpoint_folder import recover_checkpoint_folder, save_checkpoint_folder
 from choicebc.experts.config import (
     ALGOS,
@@ -37,7 +37,7 @@ from choicebc.experts.config import (
     ExpertTrainError,
     check_config,
 )
-from choicebc.experts.policy import ExpertPolicy, MLPActor, write_json_atomic
+from choicebc.experts.policy import ExpertPolicy, MLPActor
 from choicebc.experts.resume import load_training_state, read_run, save_training_state
 
 __all__ = [  # the settings live in choicebc.experts.config; imported from here too
@@ -179,10 +179,8 @@ def truncate_progress(path: Path, last_step: int) -> None:
     kept = rows[:1] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= last_step]
     if len(kept) == len(rows):
         return
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as f:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
         csv.writer(f).writerows(kept)
-    os.replace(tmp, path)
 
 
 def train_expert(cfg: ExpertTrainConfig, progress: bool = True) -> ExpertPolicy:
@@ -285,7 +283,7 @@ def train_expert(cfg: ExpertTrainConfig, progress: bool = True) -> ExpertPolicy:
     fields = asdict(cfg)
     if cfg.objective == "maximize":  # experts' config.json keeps its original keys
         del fields["objective"]
-    write_json_atomic(folder / "config.json", fields)
+    write_json_atomic(folder / "config.json", fields, sort_keys=True)
     if not best_card.exists():
         raise ExpertTrainError(
             f"no evaluation ran in {folder} (--eval-every {cfg.eval_every} is more than "
