@@ -41,6 +41,8 @@ policy forward pass per step. Stochastic adversaries own a seeded generator;
 from __future__ import annotations
 
 import difflib
+import inspect
+import re
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
@@ -129,7 +131,7 @@ class FlippedAdversary(Adversary):
         return np.negative(expert_actions, dtype=np.float32)
 
     def __repr__(self) -> str:
-        return f"FlippedAdversary(expert={_describe(self.expert)})"
+        return f"FlippedAdversary(expert={describe_policy(self.expert)})"
 
 
 class RandomAdversary(RandomizedAdversary):
@@ -203,7 +205,7 @@ class NoisyAdversary(RandomizedAdversary):
         return np.clip(expert_actions + noise, self.low, self.high).astype(np.float32)
 
     def __repr__(self) -> str:
-        return f"NoisyAdversary(sigma={self.sigma:g}, expert={_describe(self.expert)})"
+        return f"NoisyAdversary(sigma={self.sigma:g}, expert={describe_policy(self.expert)})"
 
 
 class DiscreteFlippedAdversary(Adversary):
@@ -238,7 +240,7 @@ class DiscreteFlippedAdversary(Adversary):
         return self.opposite[ids]
 
     def __repr__(self) -> str:
-        return f"DiscreteFlippedAdversary(expert={_describe(self.expert)})"
+        return f"DiscreteFlippedAdversary(expert={describe_policy(self.expert)})"
 
 
 class DiscreteRandomAdversary(RandomizedAdversary):
@@ -296,7 +298,7 @@ class DiscreteNoisyAdversary(RandomizedAdversary):
         return ids
 
     def __repr__(self) -> str:
-        return f"DiscreteNoisyAdversary(p={self.p:g}, expert={_describe(self.expert)})"
+        return f"DiscreteNoisyAdversary(p={self.p:g}, expert={describe_policy(self.expert)})"
 
 
 def _check_ids(actions: np.ndarray, n_actions: int, who: str) -> np.ndarray:
@@ -379,7 +381,7 @@ def saboteur_dir(env_id: str) -> Path:
 
 
 def _shipped_dir(kind: str, env_id: str) -> Path:
-    from choicebc.experts import experts_root
+    from choicebc.cards import experts_root
 
     return experts_root().parent / kind / env_id
 
@@ -590,7 +592,29 @@ def _action_box(expert: Any, kwargs: dict, kind: str) -> tuple[np.ndarray, np.nd
     return task.action_low, task.action_high
 
 
-def _describe(policy: Any) -> str:
-    from choicebc.collect import describe_policy
+def describe_policy(policy: Any) -> str:
+    """A stable one-line description of a policy, recorded in DemoSet files.
 
-    return describe_policy(policy)
+    Never contains a memory address, so two runs with the same inputs write the same file.
+    """
+    if policy is None:
+        return "none"
+    desc = getattr(policy, "description", None)
+    if isinstance(desc, str):
+        return desc
+    card = getattr(policy, "card", None)
+    if isinstance(card, dict) and "env_id" in card:
+        parts = [str(card["env_id"]), str(card.get("algo", "?"))]
+        if "seed" in card:
+            parts.append(f"seed {card['seed']}")
+        if "total_steps" in card:
+            parts.append(f"{card['total_steps']} steps")
+        if "expert_mean_return" in card:
+            parts.append(f"return {card['expert_mean_return']:.1f}")
+        return f"{type(policy).__name__}({', '.join(parts)})"
+    if inspect.isfunction(policy) or inspect.ismethod(policy) or inspect.isbuiltin(policy):
+        return f"{policy.__module__}.{policy.__qualname__}"
+    text = " ".join(repr(policy).split())
+    if re.search(r" at 0x[0-9a-fA-F]+", text):
+        return f"{type(policy).__module__}.{type(policy).__qualname__}"
+    return text

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import math
 import re
 import sys
@@ -39,7 +38,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from choicebc.adversaries import Adversary, make_adversary
+from choicebc.adversaries import Adversary, describe_policy, make_adversary
 from choicebc.demoset import DemoSet
 from choicebc.envs import get_task, is_discrete
 from choicebc.sim import ActionError, EpisodeSchedule, make_batched, resolve_backend
@@ -53,34 +52,6 @@ _ADVERSARY_STREAM = 0x616476  # "adv": the adversary's own generator
 
 class PolicyDimensionError(ValueError):
     """An expert or adversary whose observation/action sizes (or env) do not fit the task."""
-
-
-def describe_policy(policy: Any) -> str:
-    """A stable one-line description of a policy, recorded in DemoSet files.
-
-    Never contains a memory address, so two runs with the same inputs write the same file.
-    """
-    if policy is None:
-        return "none"
-    desc = getattr(policy, "description", None)
-    if isinstance(desc, str):
-        return desc
-    card = getattr(policy, "card", None)
-    if isinstance(card, dict) and "env_id" in card:
-        parts = [str(card["env_id"]), str(card.get("algo", "?"))]
-        if "seed" in card:
-            parts.append(f"seed {card['seed']}")
-        if "total_steps" in card:
-            parts.append(f"{card['total_steps']} steps")
-        if "expert_mean_return" in card:
-            parts.append(f"return {card['expert_mean_return']:.1f}")
-        return f"{type(policy).__name__}({', '.join(parts)})"
-    if inspect.isfunction(policy) or inspect.ismethod(policy) or inspect.isbuiltin(policy):
-        return f"{policy.__module__}.{policy.__qualname__}"
-    text = " ".join(repr(policy).split())
-    if re.search(r" at 0x[0-9a-fA-F]+", text):
-        return f"{type(policy).__module__}.{type(policy).__qualname__}"
-    return text
 
 
 # ---------------------------------------------------------------------- actors

@@ -28,9 +28,9 @@ from choicebc.experts import (
     ANALYTIC_EXPERTS,
     expert_dir,
     load_expert,
-    measure_analytic_card,
     reference_returns,
 )
+from choicebc.experts.measure import measure_analytic_card
 from choicebc.policy import BCPolicy, PolicyLoadError
 from choicebc.sim import ActionError, make_batched
 from choicebc.train import TrainConfig, TrainingDivergedError, train_bc

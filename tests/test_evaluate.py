@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import choicebc as cb
-from choicebc import evaluation
+from choicebc import evaluation, evaluation_cli
 from choicebc.cli import main as choicebc_main
 from choicebc.evaluation import EvalResult, evaluate
 from choicebc.sim import ActionError, UnknownEnvError, episode_seed
@@ -249,8 +249,8 @@ def test_normalized_score_uses_the_reference_returns():
 def cli_main(argv: list[str]) -> int:
     """``choicebc evaluate ...`` through this module's own parser."""
     parser = argparse.ArgumentParser()
-    evaluation.add_arguments(parser)
-    return evaluation.run(parser.parse_args(argv[1:]))
+    evaluation_cli.add_arguments(parser)
+    return evaluation_cli.run(parser.parse_args(argv[1:]))
 
 
 def test_cli_evaluates_a_saved_policy_and_an_expert(tmp_path, capsys):

@@ -50,24 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     md.add_argument("--dry-run", action="store_true", help="measure and print, ship nothing")
 
 
-def random_policy(env_id: str, seed: int):
-    """Uniform actions in the env's action box (the 0 of the normalized score)."""
-    import gymnasium as gym
-
-    space = gym.make(env_id).action_space
-    rng = np.random.default_rng(seed)
-
-    def act(obs: np.ndarray) -> np.ndarray:
-        return rng.uniform(space.low, space.high, size=(len(obs), space.shape[0])).astype(
-            np.float32
-        )
-
-    return act
-
-
 def measure_expert(policy: ExpertPolicy, episodes: int, num_envs: int, seed: int) -> dict:
     """Card fields: expert and random-policy returns over ``episodes`` evaluation episodes."""
     from choicebc.evaluation import evaluate
+    from choicebc.experts.measure import random_policy
 
     env_id = policy.env_id
     expert = evaluate(policy, env_id, episodes=episodes, num_envs=num_envs, seed=seed)

@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from choicebc.atomic import save_safetensors_atomic, write_json_atomic
-from choicebc.experts import CARD_FILE
+from choicebc.cards import CARD_FILE
 
 WEIGHTS_FILE = "actor.safetensors"
 
