@@ -101,7 +101,7 @@ class ChoiceNetHead(Head):
             it a mixture at rho_k = -1 can hold mu_1 at the negation of the data (mu_k = -mu_1
             then fits them), regionally and even without outliers (default False: as the
             paper, every mixture's gradient reaches mu_*; :class:`choicebc.ChoiceNetRegressor`
-            defaults to True, which its docstring explains and measures).
+            defaults to True, which its docstring explains).
     """
 
     name = "choicenet"
