@@ -251,12 +251,12 @@ class ChoiceNetClassifier(ClassifierMixin, MLPHeadEstimator):
     @classmethod
     def load(cls, folder: str | Path) -> ChoiceNetClassifier:
         """Read a folder written by :meth:`save` (safetensors: no code runs on load)."""
-        folder = Path(folder)
-        config_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
-        if not config_path.is_file() or not weights_path.is_file():
+        config_path, weights_path = Path(folder) / CONFIG_FILE, Path(folder) / WEIGHTS_FILE
+        missing = [p.name for p in (config_path, weights_path) if not p.is_file()]
+        if missing:
             raise ValueError(
-                f"{folder} is not a saved classifier: need {CONFIG_FILE} and "
-                f"{WEIGHTS_FILE} written by ChoiceNetClassifier.save"
+                f"{folder} is not a saved classifier: {' and '.join(missing)} missing "
+                "(ChoiceNetClassifier.save writes both)"
             )
         try:
             config = json.loads(config_path.read_text())

@@ -17,17 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from choicebc.heads import cholesky
 from choicebc.heads.base import TARGET_RHO_MIN, Mixture
-from choicebc.heads.cholesky import (
-    LOG_SIGMA0_MAX,
-    ONE_MINUS_RHO2_FLOOR,
-    correlated_means,
-    feature_norm,
-    mixture_variance,
-    noise_sd,
-    one_minus_rho2,
-    sigma0_from_log,
-)
 
 if TYPE_CHECKING:
     from choicebc.heads.choicenet import ChoiceNetHead
@@ -167,18 +158,18 @@ class FusedChoiceNetLoss(torch.autograd.Function):
         o = out.t().contiguous()  # (2D + 2K - 1, N)
         t, a, b, c = o.split(head.block_sizes, dim=0)  # row blocks: contiguous
         r = torch.tanh(a)  # (K-1, N)
-        om_r = one_minus_rho2(r)
-        om = F.pad(om_r, (0, 0, 1, 0), value=ONE_MINUS_RHO2_FLOOR)  # (K, N); rho_1 = 1
-        sig0 = sigma0_from_log(c)  # (D, N)
-        var = mixture_variance(om.unsqueeze(1), sig0, head.tau_inv)  # (K, D, N), eq. (6)
+        om_r = cholesky.one_minus_rho2(r)
+        om = F.pad(om_r, (0, 0, 1, 0), value=cholesky.ONE_MINUS_RHO2_FLOOR)  # (K, N); rho_1 = 1
+        sig0 = cholesky.sigma0_from_log(c)  # (D, N)
+        var = cholesky.mixture_variance(om.unsqueeze(1), sig0, head.tau_inv)  # (K, D, N), eq. (6)
         mu = o.new_empty(k, d, n)
         mu[0] = t
         h_norm = sq_om = sd = None
         if eps is not None:  # closed form: sd(mu_k) = sqrt(1 - rho_k^2) sigma_Z ||[h, 1]||
-            h_norm = feature_norm(h)  # (N,)
+            h_norm = cholesky.feature_norm(h)  # (N,)
             sq_om = om_r.sqrt()
-            sd = noise_sd(sq_om, h_norm, head.sigma_z).unsqueeze(1)
-        correlated_means(r.unsqueeze(1), t, sd, eps, out=mu[1:])  # eq. (5), closed form
+            sd = cholesky.noise_sd(sq_om, h_norm, head.sigma_z).unsqueeze(1)
+        cholesky.correlated_means(r.unsqueeze(1), t, sd, eps, out=mu[1:])  # eq. (5), closed form
         diff = torch.sub(y.t(), mu)  # (K, D, N)
         inv = var.reciprocal()
         sq_inv = (diff * diff).mul_(inv)
@@ -270,5 +261,10 @@ class FusedChoiceNetLoss(torch.autograd.Function):
             g_lrb = torch.sub(lrb, lp).add_(1.0).mul_(pbar_kl).mul_(head.kl_weight * g)
             g_r.add_(torch.addcmul(g_lrb, pbar, g_lrb.sum(0), value=-1.0)[1:])
         g_a = g_r.mul_(om[1:])  # tanh' = 1 - r^2
-        g_c = (g_var * om.unsqueeze(1)).sum(0).mul_(sig0).masked_fill_(c > LOG_SIGMA0_MAX, 0.0)
+        g_c = (
+            (g_var * om.unsqueeze(1))
+            .sum(0)
+            .mul_(sig0)
+            .masked_fill_(c > cholesky.LOG_SIGMA0_MAX, 0.0)
+        )
         return torch.cat([g_t, g_a, g_b, g_c], dim=0).t(), g_h, None, None, None, None
