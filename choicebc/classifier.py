@@ -10,29 +10,37 @@ matrix estimated from the data) or ``"mdn_cls"`` (an MDN-style mixture of softma
 from __future__ import annotations
 
 import json
-import os
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
-from sklearn.base import BaseEstimator, ClassifierMixin
+from safetensors.torch import load_file
+from sklearn.base import ClassifierMixin
 from torch import Tensor
-from tqdm.auto import tqdm
 
-from choicebc.experts.policy import write_json_atomic
-from choicebc.heads import HEADS, Mixture
+from choicebc.atomic import save_safetensors_atomic, write_json_atomic
+from choicebc.estimator import (
+    MLPHeadEstimator,
+    MLPWithHead,
+    check_array,
+    head_parameters,
+    signature_with,
+)
+from choicebc.heads import HEADS
 from choicebc.heads.classification import (
     ANCHOR_PERCENTILE,
+    ChoiceNetClassifierHead,
     ClassifierHead,
     estimate_transition_matrix,
 )
-from choicebc.regressor import _check_array, _MLPWithHead
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 FORMAT_VERSION = 1
+CHOICENET_HEAD = ChoiceNetClassifierHead
+"""The head whose hyper-parameters the classifier's constructor takes."""
 
 
 def as_class_labels(y: Any, n_classes: int | None = None) -> np.ndarray:
@@ -71,7 +79,7 @@ def as_class_labels(y: Any, n_classes: int | None = None) -> np.ndarray:
     return labels
 
 
-class ChoiceNetClassifier(ClassifierMixin, BaseEstimator):
+class ChoiceNetClassifier(ClassifierMixin, MLPHeadEstimator):
     """ChoiceNet for classification with noisy labels (Choi et al., CVPR 2020, eq. (9)).
 
     Inputs are standardised inside ``fit``. Labels are integer class indices ``0..C-1``.
@@ -81,9 +89,6 @@ class ChoiceNetClassifier(ClassifierMixin, BaseEstimator):
     Args:
         head: ``"choicenet_cls"`` (default) or a baseline: ``"ce"``, ``"fcorrection"``,
             ``"mdn_cls"``.
-        n_mixtures, tau_inv, lambda_reg, kl_weight, rho_init, sigma_z, sampling: ChoiceNet's
-            hyper-parameters (used by ``head="choicenet_cls"`` only), documented in
-            :class:`choicebc.heads.classification.ChoiceNetClassifierHead`.
         head_kwargs: extra head hyper-parameters; for ChoiceNet they override the above, for
             baselines they are all there is (e.g. ``{"n_mixtures": 5}`` for ``mdn_cls``, a known
             ``{"transition": T}`` for ``fcorrection`` to skip estimating it).
@@ -97,6 +102,10 @@ class ChoiceNetClassifier(ClassifierMixin, BaseEstimator):
             the plain argmax, no outlier filter).
         seed: seeds initialisation, shuffling and sampling; the global torch RNG is restored.
         progress: show a tqdm progress bar over epochs.
+        **choicenet: by keyword, the hyper-parameters of
+            :class:`choicebc.heads.classification.ChoiceNetClassifierHead` (``n_mixtures``,
+            ``tau_inv``, ``lambda_reg``, ``kl_weight``, ``rho_init``, ...), with its defaults;
+            used by ``head="choicenet_cls"`` only.
 
     Example:
         >>> clf = ChoiceNetClassifier(seed=0, progress=False).fit(X, y_noisy)
@@ -106,13 +115,6 @@ class ChoiceNetClassifier(ClassifierMixin, BaseEstimator):
     def __init__(
         self,
         head: str = "choicenet_cls",
-        n_mixtures: int = 2,
-        tau_inv: float = 1.0,
-        lambda_reg: float = 1e-4,
-        kl_weight: float = 0.1,
-        rho_init: float = -0.5,
-        sigma_z: float = 1e-2,
-        sampling: str = "closed_form",
         head_kwargs: dict[str, Any] | None = None,
         n_classes: int | None = None,
         hidden_sizes: tuple[int, ...] = (256, 256),
@@ -123,25 +125,11 @@ class ChoiceNetClassifier(ClassifierMixin, BaseEstimator):
         fc_percentile: float | None = ANCHOR_PERCENTILE,
         seed: int = 0,
         progress: bool = True,
+        **choicenet: Any,
     ) -> None:
-        self.head = head
-        self.n_mixtures = n_mixtures
-        self.tau_inv = tau_inv
-        self.lambda_reg = lambda_reg
-        self.kl_weight = kl_weight
-        self.rho_init = rho_init
-        self.sigma_z = sigma_z
-        self.sampling = sampling
-        self.head_kwargs = head_kwargs
-        self.n_classes = n_classes
-        self.hidden_sizes = hidden_sizes
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.fc_percentile = fc_percentile
-        self.seed = seed
-        self.progress = progress
+        arguments = dict(locals())
+        arguments.update(arguments.pop("choicenet"))
+        self._store_params(arguments)
 
     # -- fitting ----------------------------------------------------------------------------
     def _head_spec(self) -> tuple[str, dict[str, Any]]:
@@ -151,20 +139,12 @@ class ChoiceNetClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"unknown classification head {self.head!r}; choose one of {names}")
         hparams: dict[str, Any] = {}
         if self.head == "choicenet_cls":
-            hparams = {
-                "n_mixtures": self.n_mixtures,
-                "tau_inv": self.tau_inv,
-                "lambda_reg": self.lambda_reg,
-                "kl_weight": self.kl_weight,
-                "rho_init": self.rho_init,
-                "sigma_z": self.sigma_z,
-                "sampling": self.sampling,
-            }
+            hparams = {p.name: getattr(self, p.name) for p in head_parameters(CHOICENET_HEAD)}
         return self.head, {**hparams, **(self.head_kwargs or {})}
 
     def fit(self, X: Any, y: Any) -> ChoiceNetClassifier:
         """Train on ``X (n, d)`` and integer labels ``y (n,)``; returns ``self``."""
-        X = _check_array("X", X, (2,))
+        X = check_array("X", X, (2,))
         labels = as_class_labels(y, self.n_classes)
         if len(X) != len(labels):
             raise ValueError(f"X and y have different lengths: {len(X)} vs {len(labels)}")
@@ -174,11 +154,9 @@ class ChoiceNetClassifier(ClassifierMixin, BaseEstimator):
         if n_classes < 2:
             raise ValueError("y has a single class; a classifier needs at least 2")
         name, hparams = self._head_spec()
-        self.n_features_in_, self.n_classes_ = X.shape[1], n_classes
+        self.n_classes_ = n_classes
         self.classes_ = np.arange(n_classes)
-        self.x_mean_, self.x_std_ = X.mean(0), X.std(0)
-        self.x_std_[self.x_std_ < 1e-12] = 1.0
-        xs = torch.as_tensor((X - self.x_mean_) / self.x_std_, dtype=torch.float32)
+        xs = self._standardize_fit_inputs(X)
         ys = torch.as_tensor(labels)
 
         with torch.random.fork_rng(devices=[]):
@@ -186,59 +164,33 @@ class ChoiceNetClassifier(ClassifierMixin, BaseEstimator):
             if name == "fcorrection" and "transition" not in hparams:
                 # Patrini et al.: train with cross-entropy, estimate T on the training
                 # inputs, retrain from scratch with the corrected loss.
-                warm = self._new_model("ce", {})
-                self._train(warm, xs, ys, desc="F-correction: CE stage")
+                warm = self._new_model("ce", {}, n_classes)
+                self._train_epochs(warm, xs, ys, desc="F-correction: CE stage")
                 with torch.no_grad():
                     probs = warm.head.probabilities(warm.eval()(xs)).double().numpy()
                 hparams["transition"] = estimate_transition_matrix(
                     probs, self.fc_percentile
                 ).tolist()
-            self.model_ = self._new_model(name, hparams)
-            self.loss_curve_ = self._train(self.model_, xs, ys, desc=type(self).__name__)
+            self.model_ = self._new_model(name, hparams, n_classes)
+            self.loss_curve_ = self._train_epochs(self.model_, xs, ys, desc=type(self).__name__)
         self.model_.eval()
         return self
 
-    def _new_model(self, name: str, hparams: dict[str, Any]) -> _MLPWithHead:
-        return _MLPWithHead(
-            self.n_features_in_, tuple(self.hidden_sizes), name, self.n_classes_, hparams
+    def _train_epochs(self, model: MLPWithHead, xs: Tensor, ys: Tensor, desc: str) -> list[float]:
+        """Minibatch Adam over shuffled epochs; returns the mean loss of every epoch."""
+        n = len(xs)
+        return self._train(
+            model,
+            xs,
+            ys,
+            periods=self.epochs,
+            batches=lambda: torch.randperm(n).split(self.batch_size),
+            steps_per_period=math.ceil(n / self.batch_size),
+            record_every=1,
+            desc=desc,
         )
 
-    def _train(self, model: _MLPWithHead, xs: Tensor, ys: Tensor, desc: str) -> list[float]:
-        """Minibatch Adam over shuffled epochs; returns the mean loss of every epoch."""
-        opt = torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        milestones = [self.epochs // 2, (3 * self.epochs) // 4]
-        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.1)
-        curve: list[float] = []
-        model.train()
-        for epoch in tqdm(range(self.epochs), disable=not self.progress, desc=desc):
-            total = 0.0
-            for idx in torch.randperm(len(xs)).split(self.batch_size):
-                loss = model.head.loss(model(xs[idx]), ys[idx])
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss became {loss.item()} in epoch {epoch}")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += loss.item() * len(idx)
-            sched.step()
-            curve.append(total / len(xs))
-        return curve
-
     # -- inference --------------------------------------------------------------------------
-    def _mixture(self, X: Any) -> Mixture:
-        """The head's mixture (logits) for ``X``, in eval mode."""
-        if not hasattr(self, "model_"):
-            raise ValueError(f"this {type(self).__name__} is not fitted yet; call fit(X, y)")
-        X = _check_array("X", X, (2,))
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {X.shape[1]} features; the model was fit on {self.n_features_in_}"
-            )
-        xs = torch.as_tensor((X - self.x_mean_) / self.x_std_, dtype=torch.float32)
-        self.model_.eval()
-        with torch.no_grad():
-            return self.model_(xs)
-
     def _labels_for(self, X: Any, y: Any) -> Tensor:
         labels = as_class_labels(y, self.n_classes_)
         if len(labels) != len(X):
@@ -266,10 +218,6 @@ class ChoiceNetClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"head {self.head!r} has no correlations; use head='choicenet_cls'")
         return mixture.rho.double().numpy()
 
-    def mixture_weights(self, X: Any) -> np.ndarray:
-        """``(n, K)`` mixture weights pi_k(x) (a column of ones for single-output heads)."""
-        return self._mixture(X).pi.double().numpy()
-
     def data_quality(self, X: Any, y: Any) -> np.ndarray:
         """``(n,)`` posterior probability that label ``y`` came from the target mixture.
 
@@ -283,10 +231,8 @@ class ChoiceNetClassifier(ClassifierMixin, BaseEstimator):
     # -- persistence ------------------------------------------------------------------------
     def save(self, folder: str | Path) -> Path:
         """Write ``config.json`` + ``model.safetensors`` into ``folder`` (atomic per file)."""
-        if not hasattr(self, "model_"):
-            raise ValueError(f"this {type(self).__name__} is not fitted yet; call fit(X, y)")
+        self._check_fitted()
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
         params = self.get_params()
         params["hidden_sizes"] = list(params["hidden_sizes"])
         config = {
@@ -298,22 +244,19 @@ class ChoiceNetClassifier(ClassifierMixin, BaseEstimator):
             "x_std": self.x_std_.tolist(),
             "head": self.model_.head.config(),
         }
-        state = {k: v.detach().contiguous() for k, v in self.model_.state_dict().items()}
-        tmp = folder / (WEIGHTS_FILE + ".tmp")
-        save_file(state, str(tmp))
-        os.replace(tmp, folder / WEIGHTS_FILE)
+        save_safetensors_atomic(self.model_.state_dict(), folder / WEIGHTS_FILE)
         write_json_atomic(folder / CONFIG_FILE, config)
         return folder
 
     @classmethod
     def load(cls, folder: str | Path) -> ChoiceNetClassifier:
         """Read a folder written by :meth:`save` (safetensors: no code runs on load)."""
-        folder = Path(folder)
-        config_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
-        if not config_path.is_file() or not weights_path.is_file():
+        config_path, weights_path = Path(folder) / CONFIG_FILE, Path(folder) / WEIGHTS_FILE
+        missing = [p.name for p in (config_path, weights_path) if not p.is_file()]
+        if missing:
             raise ValueError(
-                f"{folder} is not a saved classifier: need {CONFIG_FILE} and "
-                f"{WEIGHTS_FILE} written by ChoiceNetClassifier.save"
+                f"{folder} is not a saved classifier: {' and '.join(missing)} missing "
+                "(ChoiceNetClassifier.save writes both)"
             )
         try:
             config = json.loads(config_path.read_text())
@@ -326,7 +269,7 @@ class ChoiceNetClassifier(ClassifierMixin, BaseEstimator):
             head = dict(config["head"])
             name = head.pop("name")
             hparams = {k: v for k, v in head.items() if k not in ("in_features", "out_features")}
-            clf.model_ = clf._new_model(name, hparams)
+            clf.model_ = clf._new_model(name, hparams, clf.n_classes_)
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"cannot rebuild the classifier from {config_path}: {exc}") from exc
         try:
@@ -335,3 +278,8 @@ class ChoiceNetClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"cannot load weights from {weights_path}: {exc}") from exc
         clf.model_.eval()
         return clf
+
+
+ChoiceNetClassifier.__init__.__signature__ = signature_with(
+    ChoiceNetClassifier.__init__, head_parameters(CHOICENET_HEAD)
+)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -249,3 +250,19 @@ def test_estimator_rejects_bad_input_with_clear_errors():
         small_clf(head="ce", epochs=1).fit(x, y).data_quality(x, y)
     with pytest.raises(ValueError, match="not fitted"):
         small_clf().predict(x)
+
+
+def test_choicenet_hyper_parameters_come_from_the_head_signature():
+    head_defaults = {
+        name: p.default
+        for name, p in inspect.signature(ChoiceNetClassifierHead).parameters.items()
+        if name not in ("in_features", "out_features")
+    }
+    params = ChoiceNetClassifier().get_params()
+    assert {k: params[k] for k in head_defaults} == head_defaults
+    with pytest.raises(TypeError, match="lambda_regg"):
+        ChoiceNetClassifier(lambda_regg=1e-3)
+    x, y, _ = blobs(60)
+    clf = small_clf(epochs=1).set_params(lambda_reg=2e-4, lambda1_steps=3).fit(x, y)
+    config = clf.model_.head.config()
+    assert config["lambda_reg"] == 2e-4 and config["lambda1_steps"] == 3

@@ -421,10 +421,10 @@ def test_fused_loss_with_fixed_responsibilities_equals_the_reference(with_resp, 
     tie_w = (torch.rand(64, head.k, generator=gen) < 0.5).double()
     params = [h, *head.parameters()]
     torch.manual_seed(7)
-    ref = head.loss(head(h), y, resp, l2_w, kl_w, tie_w)
+    ref = head.loss(head(h), y, resp=resp, l2_weight=l2_w, kl_weight=kl_w, tie_weight=tie_w)
     ref_grads = torch.autograd.grad(ref, params)
     torch.manual_seed(7)
-    fused = head.training_loss(h, y, resp, l2_w, kl_w, tie_w)
+    fused = head.training_loss(h, y, resp=resp, l2_weight=l2_w, kl_weight=kl_w, tie_weight=tie_w)
     fused_grads = torch.autograd.grad(fused, params)
     assert torch.allclose(fused, ref, rtol=1e-12, atol=0)
     for a, b in zip(fused_grads, ref_grads, strict=True):
@@ -434,7 +434,9 @@ def test_fused_loss_with_fixed_responsibilities_equals_the_reference(with_resp, 
     torch.manual_seed(7)
     plain = head.training_loss(h, y)
     torch.manual_seed(7)
-    assert torch.allclose(head.training_loss(h, y, None, ones, ones), plain, rtol=1e-12)
+    assert torch.allclose(
+        head.training_loss(h, y, l2_weight=ones, kl_weight=ones), plain, rtol=1e-12
+    )
 
 
 @pytest.mark.parametrize("scale", [1e-4, 1e4])
@@ -449,3 +451,12 @@ def test_fused_training_loss_stays_finite_for_extreme_features_and_saturated_rho
     assert torch.isfinite(loss)
     assert torch.isfinite(h.grad).all()
     assert all(torch.isfinite(p.grad).all() for p in head.parameters())
+
+
+def test_choicenet_losses_reject_unknown_weights():
+    head = seeded_head("choicenet").train()
+    h, y = features(), torch.randn(16, D)
+    with pytest.raises(TypeError, match="l2_weight"):
+        head.loss(head(h), y, l2_weights=torch.ones(16))
+    with pytest.raises(TypeError, match="resp"):
+        head.training_loss(h, y, responsibilities=torch.ones(16, 5))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import pickle
 
 import numpy as np
@@ -177,3 +178,27 @@ def test_training_uses_the_lambda1_schedule(monkeypatch):
         ChoiceNetRegressor(lambda1_start=-1.0, **FAST).fit(x, y)
     with pytest.raises(ValueError, match="lambda1_anneal"):
         ChoiceNetRegressor(lambda1_start=1.0, lambda1_anneal=1.5, **FAST).fit(x, y)
+
+
+def test_choicenet_hyper_parameters_come_from_the_head_signature():
+    """Every ChoiceNetHead argument is an estimator parameter with the head's default, but the
+    two the regressor changes; unknown names fail like any keyword argument."""
+    head_defaults = {
+        name: p.default
+        for name, p in inspect.signature(cb.heads.ChoiceNetHead).parameters.items()
+        if name not in ("in_features", "out_features")
+    }
+    params = ChoiceNetRegressor().get_params()
+    assert set(head_defaults) <= set(params)
+    changed = {k for k, v in head_defaults.items() if params[k] != v}
+    assert changed == {"isolate_target", "lambda1_start"}
+    assert params["isolate_target"] is True and params["lambda1_start"] is None
+    assert set(params) - set(head_defaults) == set(HeadRegressor().get_params()) - {
+        "head",
+        "head_kwargs",
+    }
+    with pytest.raises(TypeError, match="n_mixture"):
+        ChoiceNetRegressor(n_mixture=3)
+    x, y = toy()
+    reg = ChoiceNetRegressor(sigma_w_init=0.05, **FAST).fit(x, y)
+    assert reg.model_.head.config()["sigma_w_init"] == 0.05

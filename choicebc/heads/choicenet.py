@@ -8,16 +8,23 @@ demonstrator, rho ~ 0 random noise (with the larger variance eq. (6) gives it).
 from __future__ import annotations
 
 import math
+from typing import Unpack
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from choicebc.heads.base import TARGET_RHO_MIN, VAR_FLOOR, Head, Mixture, register_head
-from choicebc.heads.cholesky import ONE_MINUS_RHO2_FLOOR, cholesky_transform, one_minus_rho2
-
-LOG_SIGMA0_MAX = 8.0
-"""Upper clamp on log Sigma_0: exp never overflows for |h| up to 1e4."""
+from choicebc.heads.base import VAR_FLOOR, Head, Mixture, register_head
+from choicebc.heads.choicenet_loss import LossWeights, choicenet_loss, fused_choicenet_loss
+from choicebc.heads.cholesky import (
+    cholesky_transform,
+    correlated_means,
+    feature_norm,
+    mixture_variance,
+    noise_sd,
+    one_minus_rho2,
+    sigma0_from_log,
+)
 
 SAMPLING_MODES = ("closed_form", "sample", "mean")
 
@@ -94,7 +101,7 @@ class ChoiceNetHead(Head):
             it a mixture at rho_k = -1 can hold mu_1 at the negation of the data (mu_k = -mu_1
             then fits them), regionally and even without outliers (default False: as the
             paper, every mixture's gradient reaches mu_*; :class:`choicebc.ChoiceNetRegressor`
-            defaults to True, which its docstring explains and measures).
+            defaults to True, which its docstring explains).
     """
 
     name = "choicenet"
@@ -151,7 +158,6 @@ class ChoiceNetHead(Head):
         self.k = n_mixtures
         self.kl_stop_grad_rho = kl_stop_grad_rho
         self.isolate_target = isolate_target
-        self._log_2pi_d = out_features * math.log(2 * math.pi)
         self.tau_inv, self.lambda1, self.lambda2 = tau_inv, lambda1, lambda2
         self.kl_weight, self.sigma_z, self.sampling = kl_weight, sigma_z, sampling
         q, d, k = in_features, out_features, n_mixtures
@@ -159,7 +165,8 @@ class ChoiceNetHead(Head):
         # a single matmul is most of the head's cost. The mu_* rows carry a bias, i.e. the
         # Cholesky Block acts on the augmented feature [h, 1] (W_* in R^{(Q+1) x D}).
         self.block = torch.nn.Linear(q, d + (k - 1) + k + d)
-        self._split = [d, k - 1, k, d]
+        self.block_sizes = [d, k - 1, k, d]
+        """Row counts of :attr:`block`'s four parts, ``[mu_* | W_rho | W_pi | W_Sigma0]``."""
         # Sigma_* cancels in eq. (5) (only W - mu_* = sigma_W eps enters, times sigma_Z / sigma_W),
         # so a trainable log sigma_W would get an exactly-zero gradient: keep it as a buffer.
         with torch.no_grad():  # rho_k = tanh(W_rho h + b) starts around rho_init
@@ -175,8 +182,8 @@ class ChoiceNetHead(Head):
     def gate_bias(self, gate: str) -> Tensor:
         """View of the bias of ``"mu"``, ``"rho"``, ``"pi"`` or ``"sigma0"`` in :attr:`block`."""
         index = ("mu", "rho", "pi", "sigma0").index(gate)
-        start = sum(self._split[:index])
-        return self.block.bias[start : start + self._split[index]]
+        start = sum(self.block_sizes[:index])
+        return self.block.bias[start : start + self.block_sizes[index]]
 
     def target_mean(self, h: Tensor) -> Tensor:
         """``(N, D)`` mu_1 = mu_* [h, 1], the prediction."""
@@ -196,25 +203,26 @@ class ChoiceNetHead(Head):
         ``mu[:, 0]`` is exactly ``mu_* [h, 1]`` in every mode (rho_1 = 1 leaves no noise); the
         other means are drawn as ``sampling`` says while training, ``rho_k mu_1`` in eval.
         """
-        target, rho_logit, pi_logit, log_sigma0 = self.block(h).split(self._split, dim=1)
+        target, rho_logit, pi_logit, log_sigma0 = self.block(h).split(self.block_sizes, dim=1)
         rho_rest = torch.tanh(rho_logit)  # (N, K-1)
         rho = torch.cat([torch.ones_like(rho_rest[:, :1]), rho_rest], dim=1)  # rho_1 = 1
         one_minus = one_minus_rho2(rho)  # (N, K); column 0 is the floor, ~1e-12
-        sigma0 = log_sigma0.clamp(max=LOG_SIGMA0_MAX).exp()  # (N, D); exp(-big) = 0 is harmless
-        var = one_minus.unsqueeze(-1) * sigma0.unsqueeze(1) + self.tau_inv  # eq. (6)
+        sigma0 = sigma0_from_log(log_sigma0)  # (N, D)
+        var = mixture_variance(one_minus.unsqueeze(-1), sigma0.unsqueeze(1), self.tau_inv)
         mode = self.sampling if self.training else "mean"
         if mode == "sample":
             others = self._sampled_means(h, rho_rest)
         else:
             tied = target.detach() if self.isolate_target else target
-            others = rho_rest.unsqueeze(-1) * tied.unsqueeze(1)  # E[mu_k] = rho_k mu_1
-            if mode == "closed_form":
-                # local reparameterisation: sd(mu_k) = sqrt(1 - rho_k^2) sigma_Z ||[h, 1]||, the
-                # same for every output d as sigma_Z is a scalar (cf. correlated_mean_moments)
-                h_norm = torch.linalg.vector_norm(h, dim=-1, keepdim=True)  # grad 0 at h = 0
-                h_norm = torch.hypot(h_norm, torch.ones_like(h_norm))  # ||[h, 1]||
-                sd = one_minus[:, 1:].sqrt() * (self.sigma_z * h_norm)  # (N, K-1)
-                others = others + sd.unsqueeze(-1) * torch.randn_like(others)
+            sd = eps = None
+            if mode == "closed_form":  # local reparameterisation of eq. (5)
+                h_norm = feature_norm(h).unsqueeze(-1)  # (N, 1)
+                sd = noise_sd(one_minus[:, 1:].sqrt(), h_norm, self.sigma_z)  # (N, K-1)
+                sd = sd.unsqueeze(-1)
+                eps = torch.randn(
+                    *rho_rest.shape, self.out_features, dtype=h.dtype, device=h.device
+                )
+            others = correlated_means(rho_rest.unsqueeze(-1), tied.unsqueeze(1), sd, eps)
         return Mixture(
             log_pi=torch.log_softmax(pi_logit, dim=-1),
             mu=torch.cat([target.unsqueeze(1), others], dim=1),
@@ -248,98 +256,18 @@ class ChoiceNetHead(Head):
             sigma_z=torch.ones_like(r),
         )
 
-    def loss(
-        self,
-        mixture: Mixture,
-        y: Tensor,
-        resp: Tensor | None = None,
-        l2_weight: Tensor | None = None,
-        kl_weight: Tensor | None = None,
-        tie_weight: Tensor | None = None,
-    ) -> Tensor:
+    def loss(self, mixture: Mixture, y: Tensor, **weights: Unpack[LossWeights]) -> Tensor:
         """``lambda1 ||y - mu_1||^2 + lambda2 NLL`` (eq. (7)) ``+ kl_weight KL`` (eq. (8)), means
-        over the batch; ``y (N, D)``. Same value as :meth:`Mixture.log_prob`, fewer ops.
+        over the batch; ``y (N, D)``; per-step ``weights`` as
+        :class:`~choicebc.heads.choicenet_loss.LossWeights` says
+        (:func:`~choicebc.heads.choicenet_loss.choicenet_loss`)."""
+        return choicenet_loss(self, mixture, y, weights)
 
-        With ``resp (N, K)`` — fixed responsibilities, one row per step, from a choice made per
-        demonstration (:mod:`choicebc.choice`) — the NLL is EM's expected complete-data one,
-        ``-sum_k resp_k (log pi_k + log N(y; mu_k, var_k))``, whose gradient at ``resp`` = the
-        demonstration's posterior is that of the demonstration's own log-likelihood.
-        ``l2_weight (N,)`` and ``kl_weight (N,)`` scale each step's L2 and KL terms; by default
-        1, and with ``resp`` the L2 weight is the responsibility of the target's family (the
-        mixtures with ``rho_k >= 0.95``, copies of the target), so that ``mu_1`` is pulled
-        towards every step its demonstration gives the target, whichever copy took it.
-        ``tie_weight (N, K)`` in {0, 1}: where 0, mixture k's likelihood does not reach mu_1
-        through ``mu_k = rho_k mu_1`` (as ``isolate_target``, per step and mixture); the values
-        are unchanged.
-        """
-        mu = mixture.mu
-        if tie_weight is not None:  # same values; no gradient to mu_1 where the weight is 0
-            target = mu[:, :1]
-            cut = (1.0 - tie_weight[:, 1:]).unsqueeze(-1) * mixture.rho[:, 1:].unsqueeze(-1)
-            rest = mu[:, 1:] + cut * (target.detach() - target)
-            mu = torch.cat([target, rest], dim=1)
-        sq = (y.unsqueeze(1) - mu) ** 2  # (N, K, D)
-        log_density = torch.addcdiv(mixture.var.log(), sq, mixture.var).sum(-1)  # x (-1/2), + c
-        joint = mixture.log_pi - 0.5 * log_density  # (N, K)
-        if resp is None:
-            log_lik = torch.logsumexp(joint, dim=-1).mean()  # + c
-        else:
-            log_lik = (resp * joint).sum(-1).mean()
-        if resp is not None and l2_weight is None:
-            family = (mixture.rho >= TARGET_RHO_MIN).to(resp.dtype)
-            family[:, 0] = 1.0
-            l2_weight = (resp * family).sum(-1).detach()
-        l2_rows = sq[:, 0].sum(-1)  # eq. (7), first term: ||y - mu_1||^2
-        l2 = (l2_rows if l2_weight is None else l2_weight * l2_rows).mean()
-        rho = mixture.rho.detach() if self.kl_stop_grad_rho else mixture.rho
-        log_rho_bar = torch.log_softmax(rho, dim=-1)
-        kl_rows = F.kl_div(mixture.log_pi, log_rho_bar, reduction="none", log_target=True)
-        kl_rows = kl_rows.sum(-1)  # eq. (8), per step
-        kl = (kl_rows if kl_weight is None else kl_weight * kl_rows).mean()
-        # eq. (7): lambda1 L2 + lambda2 NLL; eq. (8): + kl_weight KL(softmax(rho) || pi)
-        nll = 0.5 * self._log_2pi_d - log_lik
-        return self.lambda1 * l2 + self.lambda2 * nll + self.kl_weight * kl
-
-    def training_loss(
-        self,
-        h: Tensor,
-        y: Tensor,
-        resp: Tensor | None = None,
-        l2_weight: Tensor | None = None,
-        kl_weight: Tensor | None = None,
-        tie_weight: Tensor | None = None,
-    ) -> Tensor:
-        """``loss(self(h), y, resp, l2_weight, kl_weight, tie_weight)`` in one fused autograd
-        node: the
-        same noise draw, value and gradients (up to float rounding).
-
-        The head's tensors are small ((N, K, D) = 256 x 5 x 6 in a BC step), so its cost is the
-        ~40 operators of :meth:`forward` + :meth:`loss` and their ~40 autograd nodes, not
-        arithmetic. :class:`_FusedChoiceNetLoss` computes the loss without recording a graph
-        and writes the gradient of eq. (7) + (8) with respect to the block's output by hand
-        (about half the operators): 2.5 vs 4.1 ms for forward + backward of this head on the
-        bench shape here. ``sampling="sample"`` takes the generic path.
-        """
-        mode = self.sampling if self.training else "mean"
-        if mode == "sample":
-            return self.loss(self(h), y, resp, l2_weight, kl_weight, tie_weight)
-        out = self.block(h)
-        n, d, k = h.shape[0], self.out_features, self.k
-        eps = None
-        if mode == "closed_form":  # the numbers forward() draws, laid out batch-last
-            eps = torch.randn(n, k - 1, d, dtype=out.dtype, device=out.device)
-            eps = eps.permute(1, 2, 0).contiguous()
-        weights = None
-        given = (resp, l2_weight, kl_weight, tie_weight)
-        if any(w is not None for w in given):
-            ones = out.new_ones(n)
-            weights = (
-                None if resp is None else resp.t().contiguous(),  # (K, N)
-                l2_weight if l2_weight is not None or resp is not None else ones,
-                ones if kl_weight is None else kl_weight,
-                None if tie_weight is None else tie_weight[:, 1:].t().contiguous(),  # (K-1, N)
-            )
-        return _FusedChoiceNetLoss.apply(out, h, y, eps, self, weights)
+    def training_loss(self, h: Tensor, y: Tensor, **weights: Unpack[LossWeights]) -> Tensor:
+        """``loss(self(h), y, **weights)`` for features ``h (N, Q)`` in one fused autograd node
+        (:func:`~choicebc.heads.choicenet_loss.fused_choicenet_loss`): the same noise draw,
+        value and gradients (up to float rounding), in about half the operators."""
+        return fused_choicenet_loss(self, h, y, weights)
 
     def set_progress(self, step: int, total: int) -> None:
         """Before training step ``step`` of ``total``: eq. (7)'s lambda1 on its schedule
@@ -352,133 +280,3 @@ class ChoiceNetHead(Head):
     def mode(self, mixture: Mixture) -> Tensor:
         """The target mixture's mean mu_1 (rho_1 = 1)."""
         return mixture.mu[:, 0]
-
-
-class _FusedChoiceNetLoss(torch.autograd.Function):
-    """Eq. (7) + (8) from the block's output ``out (N, 2D + 2K - 1)`` with a hand-written
-    backward; :meth:`ChoiceNetHead.loss` of :meth:`ChoiceNetHead.forward` is the reference
-    (tests/test_heads.py compares values and gradients).
-
-    Everything is computed batch-last -- ``(K, D, N)`` -- so that every operator runs on
-    contiguous memory and the reductions over K and D are vectorised along the batch: on the
-    batch-first layout a sum over D = 6 or a tanh of a column slice costs 4-6x as much.
-    ``eps (K-1, D, N)`` is the closed-form noise (None: none); its per-example std
-    ``sigma_Z ||[h, 1]||`` is computed here from the features ``h (N, Q)``, whose gradient
-    through it this returns (the block's gradient to ``h`` is added by autograd).
-    ``weights`` is None or ``(resp (K, N) | None, l2_weight (N,), kl_weight (N,),
-    tie_weight (K-1, N) | None)``, as in
-    :meth:`ChoiceNetHead.loss`: fixed responsibilities replace the posterior, whose place they
-    take in the backward too.
-    """
-
-    @staticmethod
-    def forward(ctx, out, h, y, eps, head, weights=None):  # noqa: D102 (autograd protocol)
-        d, k, n = head.out_features, head.k, out.shape[0]
-        o = out.t().contiguous()  # (2D + 2K - 1, N)
-        t, a, b, c = o.split(head._split, dim=0)  # row blocks: contiguous
-        r = torch.tanh(a)  # (K-1, N)
-        om_r = torch.rsub(r * r, 1.0).clamp_min_(ONE_MINUS_RHO2_FLOOR)
-        om = F.pad(om_r, (0, 0, 1, 0), value=ONE_MINUS_RHO2_FLOOR)  # (K, N); rho_1 = 1
-        sig0 = c.clamp(max=LOG_SIGMA0_MAX).exp_()  # (D, N)
-        var = (om.unsqueeze(1) * sig0).add_(head.tau_inv)  # (K, D, N), eq. (6)
-        mu = o.new_empty(k, d, n)
-        mu[0] = t
-        torch.mul(r.unsqueeze(1), t, out=mu[1:])  # E[mu_k] = rho_k mu_1
-        h_norm = sq_om = None
-        if eps is not None:  # closed form: sd(mu_k) = sqrt(1 - rho_k^2) sigma_Z ||[h, 1]||
-            h_norm = (h * h).sum(1).add_(1.0).sqrt_()  # (N,)
-            sq_om = om_r.sqrt()
-            mu[1:].addcmul_(sq_om.mul(h_norm).mul_(head.sigma_z).unsqueeze(1), eps)
-        diff = torch.sub(y.t(), mu)  # (K, D, N)
-        inv = var.reciprocal()
-        sq_inv = (diff * diff).mul_(inv)
-        lp = torch.log_softmax(b, dim=0)  # (K, N)
-        log_lik_k = torch.add(lp, var.log_().add_(sq_inv).sum(1), alpha=-0.5)  # (K, N) + c
-        fixed, l2_w, kl_w, tie_w = (None, None, None, None) if weights is None else weights
-        if fixed is not None and l2_w is None:  # the target family's responsibility
-            family = F.pad((r >= TARGET_RHO_MIN).to(fixed.dtype), (0, 0, 1, 0), value=1.0)
-            l2_w = (fixed * family).sum(0)
-        if fixed is None:
-            peak = log_lik_k.amax(0)
-            resp = log_lik_k.sub_(peak).exp_()
-            total = resp.sum(0)
-            resp.div_(total)  # posterior over mixtures
-            log_lik = total.log_().add_(peak)  # (N,)
-        else:  # EM: the expected complete-data log-likelihood under the given responsibilities
-            resp = fixed
-            log_lik = (fixed * log_lik_k).sum(0)
-        lrb = torch.log_softmax(F.pad(r, (0, 0, 1, 0), value=1.0), dim=0)
-        pbar = lrb.exp()
-        kl_n = torch.sub(lrb, lp).mul_(pbar).sum(0)  # (N,)
-        l2_n = (diff[0] * diff[0]).sum(0)
-        if weights is not None:
-            kl_n, l2_n = kl_n * kl_w, l2_n * l2_w
-        loss = (head.lambda1 * l2_n.sum() + head.kl_weight * kl_n.sum()) / n
-        loss = loss - head.lambda2 * log_lik.sum() / n + head.lambda2 * 0.5 * head._log_2pi_d
-        ctx.head = head
-        ctx.save_for_backward(
-            h,
-            t,
-            r,
-            om,
-            sig0,
-            c,
-            diff,
-            inv,
-            sq_inv,
-            resp,
-            lp,
-            lrb,
-            pbar,
-            eps,
-            sq_om,
-            h_norm,
-            l2_w,
-            kl_w,
-            tie_w,
-        )
-        return loss
-
-    @staticmethod
-    def backward(ctx, grad):  # noqa: D102
-        (h, t, r, om, sig0, c, diff, inv, sq_inv, resp, lp, lrb, pbar, eps, sq_om, h_norm) = (
-            ctx.saved_tensors[:16]
-        )
-        l2_w, kl_w, tie_w = ctx.saved_tensors[16:]
-        head = ctx.head
-        g = float(grad) / t.shape[1]
-        g_nll = resp.mul(head.lambda2 * g)  # (K, N): -dLoss/dlog_lik_k
-        # d/dmu of -lambda2 log_lik: -g_nll diff / var; of lambda1 ||y - mu_1||^2: -2 diff_1
-        g_mu = (g_nll.unsqueeze(1) * inv).mul_(diff).neg_()
-        if l2_w is None:
-            g_mu[0].add_(diff[0], alpha=-2.0 * head.lambda1 * g)
-        else:
-            g_mu[0].addcmul_(diff[0], l2_w, value=-2.0 * head.lambda1 * g)
-        # d/dvar of -lambda2 log_lik: g_nll (1/var - diff^2/var^2) / 2
-        g_var = torch.rsub(sq_inv, 1.0).mul_(inv).mul_((0.5 * g_nll).unsqueeze(1))
-        # log_softmax(b) gets the NLL's and the KL's (-sum pbar lp) gradient
-        pbar_kl = pbar if kl_w is None else pbar * kl_w
-        g_lp = torch.add(g_nll, pbar_kl, alpha=head.kl_weight * g).neg_()
-        g_b = torch.addcmul(g_lp, lp.exp(), g_lp.sum(0), value=-1.0)
-        g_rest = g_mu[1:]  # (K-1, D, N), mu_k = r_k t + sqrt(1 - r_k^2) scale eps_k
-        if head.isolate_target:
-            g_t = g_mu[0]
-        else:  # mu_k = r_k t reaches t, where the tie weight lets it
-            tied_r = r if tie_w is None else r * tie_w
-            g_t = (tied_r.unsqueeze(1) * g_rest).sum(0).add_(g_mu[0])
-        g_r = (g_rest * t).sum(1)
-        g_om = (g_var[1:] * sig0).sum(1)  # var_k = om_k sig0 + tau
-        g_h = None
-        if eps is not None:
-            noise = (g_rest * eps).sum(1)  # (K-1, N)
-            g_om.addcmul_(noise, h_norm.mul(0.5 * head.sigma_z) / sq_om)
-            g_norm = (noise * sq_om).sum(0).mul_(head.sigma_z)  # d loss / d ||[h, 1]||
-            g_h = h * (g_norm / h_norm).unsqueeze(1)
-        # om = 1 - r^2 (its floor only binds at r = +-1 exactly, where g_a below is 0 anyway)
-        g_r.addcmul_(r, g_om, value=-2.0)
-        if not head.kl_stop_grad_rho:  # KL(softmax(rho) || pi) reaches rho through lrb
-            g_lrb = torch.sub(lrb, lp).add_(1.0).mul_(pbar_kl).mul_(head.kl_weight * g)
-            g_r.add_(torch.addcmul(g_lrb, pbar, g_lrb.sum(0), value=-1.0)[1:])
-        g_a = g_r.mul_(om[1:])  # tanh' = 1 - r^2
-        g_c = (g_var * om.unsqueeze(1)).sum(0).mul_(sig0).masked_fill_(c > LOG_SIGMA0_MAX, 0.0)
-        return torch.cat([g_t, g_a, g_b, g_c], dim=0).t(), g_h, None, None, None, None
