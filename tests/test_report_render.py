@@ -1,8 +1,16 @@
-"""Rendering the report: damaged run files are skipped and named."""
+"""Rendering the report: damaged run files are skipped and named; docs/results.md is what the
+committed cells render to."""
 
 from __future__ import annotations
 
+import difflib
+from pathlib import Path
+
+import pytest
+
 from choicebc.report.render import render_report
+
+REPO = Path(__file__).resolve().parents[1]
 
 NOT_UTF8 = b'\xff\xfe{"format": 1}'
 
@@ -21,3 +29,23 @@ def test_non_utf8_grid_and_runs_files_are_skipped_and_named(tmp_path, capsys):
     assert str(cache) not in err
     text = results.read_text()
     assert text.startswith("# Robustness report") and "from 0 cell files" in text
+
+
+def test_docs_results_md_is_rendered_from_the_committed_cells(tmp_path, monkeypatch):
+    """docs/results.md is exactly what the committed run folder renders to (figures skipped)."""
+    run = REPO / "docs" / "report"
+    if not (run / "cells").is_dir():
+        pytest.skip("no committed report cells here (not a repository checkout)")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "report").symlink_to(run)  # the same relative paths as the command's
+    monkeypatch.chdir(tmp_path)
+    rendered = render_report("docs/report", "docs/results.md", figures=False).read_text()
+    committed = (REPO / "docs" / "results.md").read_text()
+    diff = list(
+        difflib.unified_diff(committed.splitlines(), rendered.splitlines(), lineterm="", n=1)
+    )
+    assert not diff, (
+        "docs/results.md is not what the committed cells render to; re-render it with "
+        "`choicebc report --render-only --out docs/report --results docs/results.md`:\n"
+        + "\n".join(diff[:40])
+    )
