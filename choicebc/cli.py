@@ -98,7 +98,17 @@ def dataclass_from_args(cls: type, args: argparse.Namespace, **overrides: Any) -
 
 
 def _field_docs(cls: type) -> dict[str, str]:
-    """Attribute docstrings (a string literal right after a field), as CleanRL's tyro reads."""
+    """Attribute docstrings (a string literal right after a field), as CleanRL's tyro reads;
+    a field inherited from a dataclass base has the base's docstring."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if dataclasses.is_dataclass(klass):
+            docs.update(_own_field_docs(klass))
+    return docs
+
+
+def _own_field_docs(cls: type) -> dict[str, str]:
+    """The attribute docstrings written in ``cls``'s own body."""
     import ast
     import inspect
     import textwrap
@@ -132,14 +142,8 @@ def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentPars
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module)
-        if name not in wanted:
-            continue
-        try:
+        if name in wanted:
             importlib.import_module(module).add_arguments(p)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            p.set_defaults(_missing=True)
     return parser
 
 
@@ -159,9 +163,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
-        return 2
-    if getattr(args, "_missing", False):
-        print(f"choicebc {args.command}: not available in this version", file=sys.stderr)
         return 2
     return int(importlib.import_module(args._module).run(args) or 0)
 

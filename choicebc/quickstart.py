@@ -3,13 +3,13 @@
 Shipped HalfCheetah-v5 expert + flipped adversary at 30 % step mixing → collect → train
 ChoiceNet-BC, plain MSE-BC and the oracle (MSE-BC on the clean steps only) → evaluate each for
 100 episodes → ``runs/quickstart/report.md`` with the table, a learning-curve PNG and a
-correlation-map PNG.
+correlation-map PNG. The methods are the robustness report's (:mod:`choicebc.report.methods`);
+everything else is the public API.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -18,10 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
+from choicebc.atomic import write_json_atomic, write_text_atomic
+from choicebc.report.methods import METHODS, BudgetFlags, train_method
+
 
 @dataclass
-class QuickstartConfig:
-    """Settings of the quickstart (``choicebc quickstart`` flags)."""
+class QuickstartConfig(BudgetFlags):
+    """Settings of the quickstart (``choicebc quickstart`` flags; the budget flags it shares
+    with ``choicebc report`` come from :class:`~choicebc.report.methods.BudgetFlags`)."""
 
     env_id: str = "HalfCheetah-v5"
     """task with a shipped expert"""
@@ -33,14 +37,6 @@ class QuickstartConfig:
     """share of corrupt steps/episodes/labels"""
     mix: str = "step"
     """step, episode or label"""
-    episodes: int = 100
-    """demonstration episodes to collect"""
-    steps: int = 20_000
-    """optimizer steps per policy"""
-    eval_episodes: int = 100
-    """evaluation episodes per policy"""
-    num_envs: int = 100
-    """parallel simulations for collection and evaluation"""
     seed: int = 0
     """seed of collection, training and evaluation"""
     out: str = "runs/quickstart"
@@ -49,12 +45,10 @@ class QuickstartConfig:
     """policies trained in parallel processes (one torch thread each)"""
 
 
-METHODS = {
-    # label: method of the robustness report (choicebc.report.METHODS)
-    "ChoiceNet-BC": "choicenet",
-    "MSE-BC": "mse",
-    "Oracle MSE-BC (clean steps only)": "oracle",
-}
+QUICKSTART_METHODS = ("choicenet", "mse", "oracle")
+"""The methods compared (keys of :data:`choicebc.report.methods.METHODS`), in table order."""
+LABELS = {METHODS[m].label: m for m in QUICKSTART_METHODS}
+"""table label -> method"""
 
 
 def _run_folder(out: str | Path, label: str) -> Path:
@@ -65,14 +59,13 @@ def _train_one(demos_path: str, label: str, steps: int, seed: int, out: str) -> 
     """Worker: train one method on the demo file; returns its policy folder."""
     import torch
 
-    from choicebc.demoset import DemoSet
-    from choicebc.report import train_method
+    import choicebc as cb
 
-    torch.set_num_threads(1)
-    demos = DemoSet.load(demos_path)
+    torch.set_num_threads(1)  # a worker process of its own: the workers share the cores
+    demos = cb.DemoSet.load(demos_path)
     folder = _run_folder(out, label)
     # no bar here: bars of several processes overwrite each other (the parent shows one)
-    train_method(METHODS[label], demos, steps, seed, out=folder, progress=False)
+    train_method(LABELS[label], demos, steps, seed, out=folder, progress=False)
     return str(folder / "policy")
 
 
@@ -92,25 +85,25 @@ def _train_all(cfg: QuickstartConfig, demos_path: Path, out: Path) -> dict[str, 
 
     from tqdm.auto import tqdm
 
-    folders = {label: _run_folder(out, label) for label in METHODS}
+    folders = {label: _run_folder(out, label) for label in LABELS}
     for folder in folders.values():
         (folder / "log.csv").unlink(missing_ok=True)  # a previous run's rows are not progress
-    total = cfg.steps * len(METHODS)
+    total = cfg.steps * len(LABELS)
     with (
         ProcessPoolExecutor(max_workers=cfg.workers) as pool,
-        tqdm(total=total, desc=f"train {len(METHODS)} policies", unit="step") as bar,
+        tqdm(total=total, desc=f"train {len(LABELS)} policies", unit="step") as bar,
     ):
         futures = {
             label: pool.submit(_train_one, str(demos_path), label, cfg.steps, cfg.seed, str(out))
-            for label in METHODS
+            for label in LABELS
         }
-        pending, done = set(futures.values()), dict.fromkeys(METHODS, 0)
+        pending, done = set(futures.values()), dict.fromkeys(LABELS, 0)
         while pending:
             _, pending = wait(pending, timeout=1.0)
             for label, f in futures.items():  # a half-written last row reads as 0: keep the max
                 step = cfg.steps if f.done() else _logged_step(folders[label])
                 done[label] = max(done[label], min(step, cfg.steps))
-            postfix = ", ".join(f"{METHODS[k]} {v}" for k, v in done.items())
+            postfix = ", ".join(f"{LABELS[k]} {v}" for k, v in done.items())
             if postfix != bar.postfix:  # redraw on news only (a log file gets a line per redraw)
                 bar.set_postfix_str(postfix, refresh=False)
                 bar.update(sum(done.values()) - bar.n)
@@ -120,8 +113,8 @@ def _train_all(cfg: QuickstartConfig, demos_path: Path, out: Path) -> dict[str, 
 def run_quickstart(cfg: QuickstartConfig) -> Path:
     """Run every stage; returns the path of the written report."""
     import choicebc as cb
+    from choicebc.metrics import roc_auc
     from choicebc.plots import plot_learning_curves, plot_trajectory_correlations
-    from choicebc.report import collect_demos, corruption_auc
 
     t_start = time.perf_counter()
     out = Path(cfg.out)
@@ -130,12 +123,12 @@ def run_quickstart(cfg: QuickstartConfig) -> Path:
 
     t = time.perf_counter()
     expert = cb.load_expert(cfg.env_id, path=cfg.expert or None)
-    demos = collect_demos(
+    demos = cb.collect(
         cfg.env_id,
         expert,
         cfg.adversary,
-        cfg.ratio,
-        cfg.mix,
+        ratio=cfg.ratio,
+        mix=cfg.mix,
         episodes=cfg.episodes,
         num_envs=cfg.num_envs,
         seed=cfg.seed,
@@ -162,7 +155,7 @@ def run_quickstart(cfg: QuickstartConfig) -> Path:
     print("scoring the demonstrations and drawing the figures ...", flush=True)
     choicenet = cb.BCPolicy.load(folders["ChoiceNet-BC"])
     quality = choicenet.data_quality(demos)
-    auc = corruption_auc(quality, demos.is_corrupt)
+    auc = roc_auc(quality, demos.is_corrupt)
     auc = float("nan") if auc is None else auc
     curves = {label: Path(folder).parent / "log.csv" for label, folder in folders.items()}
     plot_learning_curves(curves, out / "learning_curves.png")
@@ -204,7 +197,7 @@ def run_quickstart(cfg: QuickstartConfig) -> Path:
         f"--ratio {cfg.ratio} --mix {cfg.mix} --seed {cfg.seed}`",
     ]
     report = out / "report.md"
-    report.write_text("\n".join(lines) + "\n")
+    write_text_atomic(report, "\n".join(lines) + "\n")
     summary = {
         "config": asdict(cfg),
         "results": {
@@ -215,7 +208,7 @@ def run_quickstart(cfg: QuickstartConfig) -> Path:
         "timings": timings,
         "wall_s": wall,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json_atomic(out / "summary.json", summary)
     print("\n".join(lines[4 : 6 + len(results) + 1]))
     print(f"\n{auc_line}")
     print(f"report: {report} (total {wall:.0f} s)")

@@ -1,4 +1,4 @@
-"""The robustness report (same as ``choicebc report``); see ``choicebc/report.py``.
+"""The robustness report (same as ``choicebc report``); see ``choicebc/report/``.
 
 python scripts/robustness_report.py --quick                 # HalfCheetah, flipped, step, 0/30/50 %
 python scripts/robustness_report.py                         # the full grid (resumes)

@@ -8,7 +8,7 @@ import pytest
 
 from choicebc.cli import main
 from choicebc.experts import shipped_experts
-from choicebc.quickstart import METHODS, QuickstartConfig, run_quickstart
+from choicebc.quickstart import LABELS, QuickstartConfig, run_quickstart
 
 
 @pytest.mark.skipif(
@@ -22,12 +22,12 @@ def test_quickstart_tiny_run_writes_report_and_figures(tmp_path, capsys):
     out, err = capsys.readouterr()
     # progress for every stage, each bar ending full: 3 policies x 30 steps, 2 x 1000 env-steps
     assert "train 3 policies: 100%" in err and "90/90" in err
-    for label in [*METHODS, "the expert"]:
+    for label in [*LABELS, "the expert"]:
         assert f"evaluate {label}: 100%" in err
     assert err.count("2000/2000") >= 4
     assert "ChoiceNet data-quality ROC AUC at finding the corrupt steps: " in out
     text = report.read_text()
-    for label in METHODS:
+    for label in LABELS:
         assert f"| {label} |" in text
     assert (tmp_path / "learning_curves.png").stat().st_size > 0
     assert (tmp_path / "correlations.svg").stat().st_size > 0

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from choicebc import report
+from choicebc.atomic import write_json_atomic
 from choicebc.cli import main as cli_main
 from choicebc.experts import shipped_experts
 from choicebc.report import (
@@ -78,13 +79,13 @@ def serial_cells(tmp_path_factory) -> dict[str, dict]:
 def counted(monkeypatch):
     """Count the cells the harness computes (serial runs happen in this process)."""
     calls = []
-    real = report.run_cell
+    real = report.runner.run_cell
 
     def run_cell(cell, root, budget):
         calls.append(str(cell))
         return real(cell, root, budget)
 
-    monkeypatch.setattr(report, "run_cell", run_cell)
+    monkeypatch.setattr(report.runner, "run_cell", run_cell)
     return calls
 
 
@@ -115,7 +116,7 @@ def test_finished_cells_are_never_recomputed(tmp_path, counted):
 
 
 @needs_expert
-def test_cells_from_other_code_are_kept_listed_and_rerun_on_request(tmp_path, counted):
+def test_cells_from_other_code_are_kept_listed_and_rerun_on_request(tmp_path, counted, capsys):
     cfg = tiny(tmp_path)
     run_report(cfg)
     mse = next(Path(cfg.out, "cells").rglob("mse.json"))
@@ -125,39 +126,94 @@ def test_cells_from_other_code_are_kept_listed_and_rerun_on_request(tmp_path, co
     mse.write_text(json.dumps(record))
 
     counted.clear()
+    capsys.readouterr()
     run_report(cfg)  # default: finished cells are kept, whatever code made them
     assert counted == []
+    assert "1 finished cells came from other code" in capsys.readouterr().err
     text = Path(cfg.results).read_text()
-    assert "`0.0.0+000000000000`: 1 cells" in text
-    assert "1 cells came from other code" in text and "--rerun-stale" in text
+    # the report lists the versions the cells came from, never the running code's
+    assert "- `0.0.0+000000000000`: 1 cells" in text
+    assert f"- `{report.code_version()}`: 1 cells" in text and "this code" not in text
 
     run_report(tiny(tmp_path, rerun_stale=True))
     assert counted == [f"{ENV}/flipped-step-r30-s0/mse"]  # only the stale one
     assert json.loads(mse.read_text())["code_version"] == report.code_version()
-    assert "came from other code" not in Path(cfg.results).read_text()
+    assert f"- `{report.code_version()}`: 2 cells" in Path(cfg.results).read_text()
 
 
-def test_code_version_hashes_result_code_not_figures(monkeypatch, tmp_path):
+def _layout(root: Path, envs_inside: bool) -> tuple[Path, Path]:
+    """A small choicebc source tree: (package folder, task folder). ``envs_inside``: the task
+    code in ``choicebc/envs`` (a wheel); else in a top-level ``envs/`` (the editable install)."""
+    pkg = root / "choicebc"
+    envs = pkg / "envs" if envs_inside else root / "envs"
+    files = {
+        pkg / "__init__.py": "",
+        pkg / "heads" / "mse.py": "A = 1\n",
+        pkg / "plots.py": "B = 1\n",
+        pkg / "report" / "render.py": "C = 1\n",
+        pkg / "report" / "grid.py": "D = 1\n",
+        pkg / "bench" / "sim.py": "E = 1\n",
+        envs / "__init__.py": "",
+        envs / "locomotion.py": "F = 1\n",
+    }
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    if not envs_inside:  # the repository's link choicebc/envs -> ../envs: read once
+        (pkg / "envs").symlink_to(Path("..") / "envs")
+    return pkg, envs
+
+
+def test_code_version_is_cached_and_names_the_release():
     import choicebc
 
     version = report.code_version()
     assert version.startswith(choicebc.__version__ + "+") and len(version.split("+")[1]) == 12
     assert report.code_version() == version  # cached, stable within a process
-    pkg = tmp_path / "choicebc"
-    (pkg / "heads").mkdir(parents=True)
-    (pkg / "__init__.py").write_text("")
-    (pkg / "heads" / "mse.py").write_text("A = 1\n")
-    (pkg / "plots.py").write_text("B = 1\n")
-    (pkg / "report_render.py").write_text("C = 1\n")
-    monkeypatch.setattr(choicebc, "__file__", str(pkg / "__init__.py"))
-    fresh = report.code_version.__wrapped__
-    base = fresh()
-    (pkg / "plots.py").write_text("B = 2\n")  # figures only: same version
-    assert fresh() == base
-    (pkg / "report_render.py").write_text("C = 2\n")  # the report's tables: same version
-    assert fresh() == base
-    (pkg / "heads" / "mse.py").write_text("A = 2\n")  # a head: another version
-    assert fresh() != base
+
+
+def test_code_version_hashes_result_code_and_tasks_not_figures(tmp_path):
+    pkg, envs = _layout(tmp_path / "editable", envs_inside=False)
+    files = report.grid.source_files(pkg, envs)
+    assert sorted(files) == [
+        "__init__.py", "envs/__init__.py", "envs/locomotion.py", "heads/mse.py", "report/grid.py",
+    ]  # fmt: skip
+    base = report.grid.hash_sources(files)
+    # the same sources in a wheel's layout (tasks inside the package) give the same version
+    wheel = report.grid.source_files(*_layout(tmp_path / "wheel", envs_inside=True))
+    assert report.grid.hash_sources(wheel) == base
+
+    def version_after(path: Path, text: str) -> str:
+        path.write_text(text)
+        return report.grid.hash_sources(report.grid.source_files(pkg, envs))
+
+    assert version_after(pkg / "plots.py", "B = 2\n") == base  # figures only
+    assert version_after(pkg / "report" / "render.py", "C = 2\n") == base  # tables only
+    assert version_after(pkg / "bench" / "sim.py", "E = 2\n") == base  # benchmarks only
+    assert version_after(envs / "locomotion.py", "F = 2\n") != base  # a task
+    before = report.grid.hash_sources(files)
+    assert version_after(pkg / "heads" / "mse.py", "A = 2\n") != before  # a head
+
+
+def test_code_version_reads_the_installed_task_code(monkeypatch):
+    import choicebc.envs.locomotion
+
+    files = report.grid.result_affecting_files()
+    task = Path(choicebc.envs.locomotion.__file__).resolve()
+    assert files["envs/locomotion.py"].resolve() == task
+    assert "report/render.py" not in files and "report/runner.py" in files
+    resolved = [p.resolve() for p in files.values()]
+    assert len(resolved) == len(set(resolved))  # no file hashed twice
+    # a change to the task file's bytes changes the version
+    base = report.grid.code_version.__wrapped__()
+    real = Path.read_bytes
+
+    def read_bytes(path: Path) -> bytes:
+        data = real(path)
+        return data + b"# changed\n" if path.resolve() == task else data
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    assert report.grid.code_version.__wrapped__() != base
 
 
 @needs_expert
@@ -185,14 +241,14 @@ def test_two_cells_on_a_local_ray_instance(tmp_path, serial_cells):
 
 @needs_expert
 def test_a_failing_cell_is_reported_and_the_rest_finish(tmp_path, monkeypatch, capsys):
-    real = report.train_method
+    real = report.runner.train_method
 
     def train_method(method, *args, **kwargs):
         if method == "oracle":
             raise RuntimeError("injected failure")
         return real(method, *args, **kwargs)
 
-    monkeypatch.setattr(report, "train_method", train_method)
+    monkeypatch.setattr(report.runner, "train_method", train_method)
     cfg = tiny(tmp_path)
     run_report(cfg)
     assert list(cell_files(cfg.out)) == [
@@ -278,7 +334,7 @@ def test_markdown_renders_the_cell_numbers(tmp_path):
         for seed, score in enumerate(values):
             auc = aucs[ratio][seed] if method == "choicenet" and ratio > 0 else None
             cell, rec = _record(env, "flipped", "step", ratio, seed, method, score, auc)
-            report.write_json_atomic(cell.path(root), rec)
+            write_json_atomic(cell.path(root), rec)
     grid = {
         "envs": [env, "Ant-v5"],
         "adversaries": ["flipped"],
@@ -289,7 +345,7 @@ def test_markdown_renders_the_cell_numbers(tmp_path):
         "budget": _record(env, "flipped", "step", 0, 0, "mse", 0)[1]["budget"],
         "skipped_envs": {"Ant-v5": "no shipped expert; train one with `choicebc expert train`"},
     }
-    report.write_json_atomic(root / "grid.json", grid)
+    write_json_atomic(root / "grid.json", grid)
     results = tmp_path / "out" / "report.md"
     # through the CLI: --render-only reads the cell JSONs alone, no training
     assert cli_main(["report", "--render-only", "--out", str(root), "--results", str(results)]) == 0
@@ -351,7 +407,7 @@ def test_ray_missing_names_the_extra(monkeypatch):
 def test_render_only_skips_unreadable_cells_and_names_them(tmp_path, capsys):
     root = tmp_path / "run"
     cell, rec = _record("HalfCheetah-v5", "flipped", "step", 0.3, 0, "mse", 50.0)
-    report.write_json_atomic(cell.path(root), rec)
+    write_json_atomic(cell.path(root), rec)
     not_utf8 = cell.path(root).with_name("l1.json")
     not_utf8.write_bytes(b'\xff\xfe{"format": 1}')
     not_an_object = cell.path(root).with_name("choicenet.json")
@@ -392,3 +448,33 @@ def test_a_results_path_that_cannot_be_written_is_refused_before_any_cell(
     code = cli_main(["report", "--render-only", "--out", str(tmp_path), "--results", str(results)])
     assert code == 2
     assert str(results) in capsys.readouterr().err
+
+
+def test_headline_compares_choicenet_with_the_best_reward_free_peer_and_the_oracle():
+    env = "HalfCheetah-v5"
+    scores = {  # (mix, ratio, method) -> normalized score, seed 0
+        ("step", 0.2, "choicenet"): 97.9,
+        ("step", 0.2, "choicenet_auto"): 96.8,  # auto wins over the per-step choice
+        ("step", 0.2, "l1"): 96.4,
+        ("step", 0.2, "gmm"): 96.0,
+        ("step", 0.2, "oracle"): 96.3,
+        ("step", 0.4, "choicenet"): 81.2,  # no auto cell: the per-step choice
+        ("step", 0.4, "mse"): 4.8,
+        ("episode", 0.2, "choicenet_auto"): 94.7,
+        ("episode", 0.2, "choicenet_episode"): 94.7,  # a ChoiceNet variant: no peer
+        ("episode", 0.2, "pbc"): 98.2,  # reads rewards: no peer
+        ("episode", 0.2, "bcnd"): -1.2,
+        ("episode", 0.2, "oracle"): 99.7,
+    }
+    records = [_record(env, "flipped", m, r, 0, meth, v)[1] for (m, r, meth), v in scores.items()]
+    records.append(_record(env, "flipped", "step", 0.4, 1, "l1", 90.0)[1])  # seed 1: not shown
+    records.append(_record(env, "random", "step", 0.4, 0, "l1", 90.0)[1])  # random: not shown
+    table = report.headline_table(records).splitlines()
+    assert table[-6:] == [
+        "| mixing | corrupt | ChoiceNet-BC | best reward-free peer | oracle |",
+        "|---|---:|---:|---:|---:|",
+        "| step | 20 % | 96.8 (auto) | 96.4 (L1-BC) | 96.3 |",
+        "| step | 40 % | 81.2 (step) | 4.8 (MSE-BC) | — |",
+        "| episode | 20 % | 94.7 (auto) | -1.2 (BCND) | 99.7 |",
+        "| episode | 40 % | — | — | — |",
+    ]

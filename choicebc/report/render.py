@@ -1,8 +1,11 @@
-"""Rendering of the robustness report: tables, ROC AUCs, plots, wall times, missing cells.
+"""Rendering of the robustness report: headline, tables, ROC AUCs, plots, wall times, missing
+cells, code versions.
 
-Reads only the cell JSONs of a run folder (see :mod:`choicebc.report`). Kept apart from the
-cell code so that :func:`choicebc.report.code_version`, which finished cells record, does not
-change when a table or a figure does.
+The markdown is a function of the run folder's committed files alone — the cell JSONs,
+``grid.json`` and ``runs.jsonl`` — not of the machine, the clock or the running code, so
+``docs/results.md`` changes only when its cells do. Kept out of
+:func:`choicebc.report.grid.code_version`: a change to a table or a figure does not mark
+finished cells as stale.
 """
 
 from __future__ import annotations
@@ -11,22 +14,14 @@ import json
 import math
 import os
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from choicebc.report import (
-    METHODS,
-    Cell,
-    ReportError,
-    cell_of,
-    code_version,
-    grid_cells,
-    make_cell,
-    read_cells,
-)
+from choicebc.atomic import write_text_atomic
+from choicebc.report.grid import Cell, cell_of, grid_cells, make_cell, read_cells
+from choicebc.report.methods import METHODS, ReportError
 
 
 def _fmt_mean_std(values: list[float], digits: int = 1, seeds: int = 1) -> str:
@@ -98,8 +93,78 @@ def _values(index, env, adv, mix, ratio, method, seeds, key) -> list[float]:
     return out
 
 
-def render_report(root: str | Path, results: str | Path) -> Path:
+HEADLINE_ENV = "HalfCheetah-v5"
+HEADLINE_SETTINGS = (("step", 0.2), ("step", 0.4), ("episode", 0.2), ("episode", 0.4))
+"""The headline's cells: flipped adversary, seed 0, these (mix, ratio) on :data:`HEADLINE_ENV`."""
+
+
+def headline_table(records: list[dict[str, Any]]) -> str:
+    """ChoiceNet-BC vs the best reward-free peer vs the oracle, as markdown (caption + table).
+
+    One row per (mix, ratio) of :data:`HEADLINE_SETTINGS`, on :data:`HEADLINE_ENV` with the
+    flipped adversary, seed 0: each cell's normalized score, ``—`` where it has not run.
+    ChoiceNet-BC is ``choicenet_auto`` where its cell exists, else ``choicenet``; the peer is
+    the highest-scoring other method that reads neither the ground-truth labels (the oracle)
+    nor rewards (%BC), ChoiceNet variants excluded, named beside its score.
+    """
+    index = _index(records)
+
+    def score(mix: str, ratio: float, method: str) -> float | None:
+        rec = index.get(make_cell(HEADLINE_ENV, "flipped", mix, ratio, 0, method))
+        value = None if rec is None else rec.get("normalized_score")
+        return None if value is None else float(value)
+
+    peers = [
+        m
+        for m, spec in METHODS.items()
+        if m != "oracle" and not spec.uses_rewards and spec.head != "choicenet"
+    ]
+    lines = [
+        f"Normalized score (expert = 100) on {HEADLINE_ENV}, flipped adversary, seed 0. "
+        "ChoiceNet-BC: the mixture choice picked per dataset (`choicenet_auto`, `train_bc`'s "
+        "default; `choicenet`, one choice per step, where that cell has not run). Best peer: "
+        "the highest-scoring of "
+        + ", ".join(METHODS[m].label for m in peers)
+        + "; %BC reads rewards and is left out. Oracle: MSE-BC on the clean steps only.",
+        "",
+        "| mixing | corrupt | ChoiceNet-BC | best reward-free peer | oracle |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for mix, ratio in HEADLINE_SETTINGS:
+        ours = next(
+            (
+                (m, v)
+                for m in ("choicenet_auto", "choicenet")
+                if (v := score(mix, ratio, m)) is not None
+            ),
+            None,
+        )
+        scored = [(v, m) for m in peers if (v := score(mix, ratio, m)) is not None]
+        best = max(scored, key=lambda vm: vm[0], default=None)  # first in table order on ties
+        oracle = score(mix, ratio, "oracle")
+        row = [
+            f"{mix}",
+            _pct(ratio),
+            "—" if ours is None else f"{ours[1]:.1f} ({METHODS[ours[0]].choice})",
+            "—" if best is None else f"{best[0]:.1f} ({METHODS[best[1]].label})",
+            "—" if oracle is None else f"{oracle:.1f}",
+        ]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _headline_section(records: list[dict[str, Any]]) -> list[str]:
+    return ["## Headline", "", *headline_table(records).splitlines(), ""]
+
+
+def render_report(root: str | Path, results: str | Path, figures: bool = True) -> Path:
     """Write the markdown report (and its figures) from the cell JSONs under ``root``.
+
+    Args:
+        root: the run folder (its ``cells/``, ``grid.json`` and ``runs.jsonl`` are read).
+        results: the markdown file to write.
+        figures: draw the figures; ``False`` writes the same markdown (figure links included)
+            without drawing them.
 
     Returns:
         The markdown path. Figures go to ``<results stem>_figures/`` beside it.
@@ -117,8 +182,12 @@ def render_report(root: str | Path, results: str | Path) -> Path:
     envs = [e for e in grid["envs"] if e not in grid["skipped_envs"]]
     budget = grid.get("budget") or (records[0]["budget"] if records else {})
     fig_dir = results.with_name(results.stem + "_figures")
+    finished = max((str(r.get("finished", "")) for r in records), default="")
     lines = [
         "# Robustness report",
+        "",
+        *_headline_section(records),
+        "## All results",
         "",
         "Normalized score (0 = random policy, 100 = the shipped expert's card; D4RL "
         f"convention), mean ± std over seeds {seeds}; (n=k): only k of them have run; "
@@ -128,9 +197,9 @@ def render_report(root: str | Path, results: str | Path) -> Path:
         f"{budget.get('bcnd_rounds', '?')} rounds × {_thousands(budget.get('bcnd_steps'))} steps. "
         "**Bold**: the best non-oracle method in the column.",
         "",
-        f"Generated {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} from "
-        f"{len(records)} cell files in `{root}` (`choicebc report --render-only --out {root} "
-        f"--results {results}`).",
+        f"Generated from {len(records)} cell files in `{root}`"
+        + (f" (the newest finished {finished})" if finished else "")
+        + f": `choicebc report --render-only --out {root} --results {results}`.",
         "",
     ]
     if not records:
@@ -140,7 +209,7 @@ def render_report(root: str | Path, results: str | Path) -> Path:
         for adv in grid["adversaries"]:
             for mix in grid["mixes"]:
                 lines += _score_table(index, env, adv, mix, ratios, methods, seeds)
-        png = _plot_env(index, env, grid, fig_dir)
+        png = _plot_env(index, env, grid, fig_dir, draw=figures)
         if png is not None:
             rel = os.path.relpath(png, results.parent)
             lines += [f"![{env}: normalized score vs corruption ratio]({rel})", ""]
@@ -149,34 +218,28 @@ def render_report(root: str | Path, results: str | Path) -> Path:
     lines += _wall_time_section(root, records)
     lines += _missing_section(index, grid, envs)
     lines += _code_version_section(records)
-    results.parent.mkdir(parents=True, exist_ok=True)
-    tmp = results.with_name(f".{results.name}.{os.getpid()}.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, results)
-    return results
+    return write_text_atomic(results, "\n".join(lines) + "\n")
 
 
 def _code_version_section(records: list[dict[str, Any]]) -> list[str]:
-    """Which code versions the cells came from; cells from other versions are named."""
+    """The code versions the cells came from, and how many cells each (most first)."""
     if not records:
         return []
-    current = code_version()
     counts: dict[str, int] = {}
     for r in records:
         v = r.get("code_version", "unrecorded")
         counts[v] = counts.get(v, 0) + 1
-    lines = ["## Code versions", ""]
-    lines += [
-        f"- `{v}`: {n} cells" + (" (this code)" if v == current else "")
-        for v, n in sorted(counts.items(), key=lambda kv: -kv[1])
+    lines = [
+        "## Code versions",
+        "",
+        "Each cell records the version of the code that made it (`choicebc` version + a hash of "
+        "the sources that shape its numbers); `choicebc report --rerun-stale` with the same "
+        "settings recomputes the cells made by other code than the one running it.",
+        "",
     ]
-    stale = [r for r in records if r.get("code_version") != current]
-    if stale:
-        lines += [
-            "",
-            f"{len(stale)} cells came from other code than this (`{current}`); "
-            "`choicebc report --rerun-stale` with the same settings recomputes them.",
-        ]
+    lines += [
+        f"- `{v}`: {n} cells" for v, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    ]
     return lines + [""]
 
 
@@ -286,11 +349,13 @@ def _wall_time_section(root: Path, records: list[dict[str, Any]]) -> list[str]:
             )
         total = sum(r["wall_s"] for r in runs if r["cells_run"])
         lines += ["", f"Total wall time of the runs that computed cells: {total:.0f} s.", ""]
-    collect = []
-    for meta in sorted(Path(root, "demos").glob("*/*.json")):
-        value = _read_json(meta)
-        if isinstance(value, dict) and isinstance(value.get("collect_s"), int | float):
-            collect.append(value["collect_s"])
+    # one collection per demo set: cells sharing a set record the same seconds
+    sets = {
+        (r["cell"]["env_id"], cell_of(r).demo_tag): r["timings"]["collect_s"]
+        for r in records
+        if isinstance(r["timings"].get("collect_s"), int | float)
+    }
+    collect = list(sets.values())
     if collect:
         lines += [
             f"Demonstration collection: {len(collect)} sets, {sum(collect):.0f} s in all "
@@ -323,8 +388,7 @@ def _wall_time_section(root: Path, records: list[dict[str, Any]]) -> list[str]:
     if cpu:
         lines.append(
             f"CPU time of {len(cpu)} cells: {sum(cpu):.0f} s — the load-independent cost "
-            f"(≈ {sum(cpu) / (os.cpu_count() or 1):.0f} s of wall time on {os.cpu_count()} "
-            "idle cores)."
+            "(the wall time of one idle core)."
         )
     lines.append("")
     lines += ["<details><summary>wall time of every cell</summary>", ""]
@@ -368,10 +432,11 @@ def _missing_section(index, grid, envs) -> list[str]:
     return lines + [""]
 
 
-def _plot_env(index, env, grid, fig_dir: Path) -> Path | None:
-    """Normalized score vs ratio, one panel per (adversary, mix), one line per method."""
-    from choicebc.plots import plt, save_figure
+def _plot_env(index, env, grid, fig_dir: Path, draw: bool = True) -> Path | None:
+    """Normalized score vs ratio, one panel per (adversary, mix), one line per method.
 
+    Returns the PNG's path (``None``: no cell to plot); ``draw=False`` returns it undrawn.
+    """
     combos = [(a, x) for a in grid["adversaries"] for x in grid["mixes"]]
     seeds, ratios = grid["seeds"], grid["ratios"]
     combos = [
@@ -386,6 +451,11 @@ def _plot_env(index, env, grid, fig_dir: Path) -> Path | None:
     ]
     if not combos:
         return None
+    png = fig_dir / f"{env.replace('/', '__')}.png"
+    if not draw:
+        return png
+    from choicebc.plots import plt, save_figure
+
     ncols = min(len(combos), 3)
     nrows = math.ceil(len(combos) / ncols)
     fig, axes = plt.subplots(
@@ -426,4 +496,4 @@ def _plot_env(index, env, grid, fig_dir: Path) -> Path | None:
     band = "± std over seeds" if len(seeds) > 1 else "one seed"
     fig.suptitle(f"{env}: robustness to corrupted demonstrations ({band})")
     fig.tight_layout()
-    return save_figure(fig, fig_dir / f"{env.replace('/', '__')}.png")
+    return save_figure(fig, png)
