@@ -478,3 +478,37 @@ def test_headline_compares_choicenet_with_the_best_reward_free_peer_and_the_orac
         "| episode | 20 % | 94.7 (auto) | -1.2 (BCND) | 99.7 |",
         "| episode | 40 % | — | — | — |",
     ]
+
+
+def test_a_folders_grid_grows_run_by_run():
+    from choicebc.report.grid import merge_grids
+
+    budget = {"episodes": 100}
+    old = {
+        "envs": ["HalfCheetah-v5", "Ant-v5"],
+        "adversaries": ["flipped"],
+        "mixes": ["step"],
+        "ratios": [0.1, 0.2],
+        "seeds": [0],
+        "methods": ["choicenet", "oracle"],
+        "budget": budget,
+        "skipped_envs": {"Ant-v5": "no shipped expert"},
+    }
+    new = {
+        "envs": ["Ant-v5"],
+        "adversaries": ["random"],
+        "mixes": ["episode"],
+        "ratios": [0.2, 0.4],
+        "seeds": [0],
+        "methods": ["mse", "oracle"],
+        "budget": budget,
+        "skipped_envs": {},
+    }
+    merged = merge_grids(old, new)
+    assert merged["envs"] == ["HalfCheetah-v5", "Ant-v5"]
+    assert merged["adversaries"] == ["flipped", "random"]
+    assert merged["ratios"] == [0.1, 0.2, 0.4]
+    assert merged["methods"] == ["choicenet", "oracle", "mse"]
+    assert merged["skipped_envs"] == {}  # Ant ran this time
+    assert merge_grids({**old, "budget": {"episodes": 5}}, new) == new  # another budget
+    assert merge_grids("not a grid", new) == new

@@ -3,7 +3,7 @@
 The unit of work is a **cell** — one (env, adversary, mix, ratio, seed, method). Run folder
 layout (``--out``)::
 
-    grid.json                          the grid and budget of the last run (for --render-only)
+    grid.json                          the union of the grids run here, and their budget
     runs.jsonl                         one line per invocation: start, wall time, cells done
     demos/<env>/<tag>.h5 (+ .json)     cached demonstrations (+ collection time)
     cells/<env>/<tag>/<method>.json    one finished cell
@@ -304,6 +304,26 @@ def grid_dict(cfg: ReportConfig, methods: list[str]) -> dict[str, Any]:
         "methods": methods,
         "budget": asdict(cfg.budget),
     }
+
+
+def merge_grids(old: Any, new: dict[str, Any]) -> dict[str, Any]:
+    """``new`` widened by the axes of ``old`` (a folder's grid grows run by run).
+
+    ``old`` is the folder's saved ``grid.json`` (anything unreadable or of another budget is
+    ignored); each axis keeps ``old``'s order, then ``new``'s values it lacked. An env skipped in
+    one run but run in another is not skipped.
+    """
+    if not isinstance(old, dict) or old.get("budget") != new.get("budget"):
+        return new
+    merged = dict(new)
+    for key in ("envs", "adversaries", "mixes", "ratios", "seeds", "methods"):
+        before = old.get(key)
+        values = list(before) if isinstance(before, list) else []
+        merged[key] = values + [v for v in new[key] if v not in values]
+    skipped = {**dict(old.get("skipped_envs") or {}), **dict(new.get("skipped_envs") or {})}
+    ran = set(new["envs"]) - set(new.get("skipped_envs") or {})
+    merged["skipped_envs"] = {env: why for env, why in skipped.items() if env not in ran}
+    return merged
 
 
 def write_cell(root: Path, record: dict[str, Any]) -> Path:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from choicebc.atomic import write_json_atomic
-from choicebc.metrics import roc_auc
+from choicebc.metrics import demo_roc_auc, roc_auc
 from choicebc.report.executors import RayUnavailableError, make_pool
 from choicebc.report.grid import (
     CELL_FORMAT,
@@ -48,6 +48,7 @@ from choicebc.report.grid import (
     code_version,
     grid_cells,
     grid_dict,
+    merge_grids,
     write_cell,
 )
 from choicebc.report.methods import METHODS, ReportError, demo_scores, train_method
@@ -186,7 +187,7 @@ def _cell_record(cell: Cell, root: Path, budget: Budget) -> dict[str, Any]:
         auc = roc_auc(policy.data_quality(demos), demos.is_corrupt)
     ranking = demo_scores(cell.method, policy, demos)
     if ranking is not None:  # an episode is corrupt when the adversary drove most of it
-        demo_auc = roc_auc(ranking, demos.adversary_share >= 0.5)
+        demo_auc = demo_roc_auc(ranking, demos.adversary_share)
     score_s = time.perf_counter() - t
     return {
         "format": CELL_FORMAT,
@@ -355,7 +356,11 @@ def run_report(cfg: ReportConfig) -> Path:
             if not cfg.rerun_stale:
                 continue
         todo.append(cell)
-    write_json_atomic(root / "grid.json", grid, indent=1)
+    try:
+        saved = json.loads((root / "grid.json").read_text())
+    except (OSError, ValueError):
+        saved = None
+    write_json_atomic(root / "grid.json", merge_grids(saved, grid), indent=1)
     print(f"{len(cells)} cells in the grid, {len(cells) - len(todo)} finished, {len(todo)} to run")
     if stale and not cfg.rerun_stale:
         print(
