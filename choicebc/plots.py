@@ -38,9 +38,12 @@ def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> Path:
     """
     path = Path(path).with_suffix(".png")
     path.parent.mkdir(parents=True, exist_ok=True)
-    for target, fmt in ((path, "png"), (path.with_suffix(".svg"), "svg")):
-        with atomic_path(target) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
+    # no date and fixed element ids: the same figure gives the same bytes (committed figures
+    # change only when their data do)
+    with plt.rc_context({"svg.hashsalt": "choicebc"}):
+        for target, fmt in ((path, "png"), (path.with_suffix(".svg"), "svg")):
+            with atomic_path(target) as tmp:
+                fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight", metadata={"Date": None})
     plt.close(fig)
     return path
 
