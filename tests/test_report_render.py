@@ -49,3 +49,18 @@ def test_docs_results_md_is_rendered_from_the_committed_cells(tmp_path, monkeypa
         "`choicebc report --render-only --out docs/report --results docs/results.md`:\n"
         + "\n".join(diff[:40])
     )
+
+
+def test_the_readme_shows_the_rendered_headline():
+    """README.md's headline table is the one the committed cells render to, word for word."""
+    from choicebc.report.grid import read_cells
+    from choicebc.report.render import headline_table
+
+    if not (REPO / "docs" / "report" / "cells").is_dir():
+        pytest.skip("no committed report cells here (not a repository checkout)")
+    headline = headline_table(read_cells(REPO / "docs" / "report")).strip()
+    assert headline in (REPO / "README.md").read_text(), (
+        "README.md's headline is not what the committed cells render to: paste the headline "
+        "section of docs/results.md (choicebc report --render-only ...) into README.md\n"
+        + headline
+    )
