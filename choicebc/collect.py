@@ -544,7 +544,7 @@ class CollectConfig:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from choicebc.cli import add_dataclass_arguments
+    from choicebc.flags import add_dataclass_arguments
 
     add_dataclass_arguments(parser, CollectConfig)
 
@@ -564,8 +564,8 @@ def resolve_expert(env_id: str, path: str | None = None) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from choicebc.cli import dataclass_from_args
     from choicebc.demoset import check_output_path
+    from choicebc.flags import dataclass_from_args
 
     cfg = dataclass_from_args(CollectConfig, args)
     episodes = 100 if cfg.episodes is None and cfg.transitions is None else cfg.episodes

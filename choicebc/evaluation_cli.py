@@ -7,8 +7,8 @@ import dataclasses
 import sys
 from typing import Any
 
-from choicebc.cli import add_dataclass_arguments, dataclass_from_args
 from choicebc.evaluation import as_policy_fn, evaluate
+from choicebc.flags import add_dataclass_arguments, dataclass_from_args
 from choicebc.sim import resolve_backend
 from choicebc.sim.base import BackendUnavailableError, check_count
 

@@ -216,15 +216,15 @@ def run_quickstart(cfg: QuickstartConfig) -> Path:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from choicebc.cli import add_dataclass_arguments
+    from choicebc.flags import add_dataclass_arguments
 
     add_dataclass_arguments(parser, QuickstartConfig)
 
 
 def run(args: argparse.Namespace) -> int:
-    from choicebc.cli import dataclass_from_args
     from choicebc.demoset import check_output_path
     from choicebc.envs import get_task
+    from choicebc.flags import dataclass_from_args
     from choicebc.sim.base import check_count
 
     cfg = dataclass_from_args(QuickstartConfig, args)

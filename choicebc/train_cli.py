@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from choicebc.cli import add_dataclass_arguments, dataclass_from_args
+from choicebc.flags import add_dataclass_arguments, dataclass_from_args
 from choicebc.train_config import TrainConfig
 
 RUN_FILES = ("policy", "checkpoint", "log.csv", "tb")

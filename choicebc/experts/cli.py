@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from choicebc.cli import add_dataclass_arguments, dataclass_from_args
 from choicebc.experts import expert_dir, load_expert
 from choicebc.experts.config import ExpertTrainConfig, ExpertTrainError
+from choicebc.flags import add_dataclass_arguments, dataclass_from_args
 
 if TYPE_CHECKING:
     from choicebc.experts.policy import ExpertPolicy

@@ -401,13 +401,13 @@ def run_report(cfg: ReportConfig) -> Path:
 
 # ------------------------------------------------------------------------------ CLI
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from choicebc.cli import add_dataclass_arguments
+    from choicebc.flags import add_dataclass_arguments
 
     add_dataclass_arguments(parser, ReportConfig)
 
 
 def run(args: argparse.Namespace) -> int:
-    from choicebc.cli import dataclass_from_args
+    from choicebc.flags import dataclass_from_args
 
     cfg = dataclass_from_args(ReportConfig, args)
     try:
