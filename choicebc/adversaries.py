@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from choicebc.cards import medium_dir, saboteur_dir
 from choicebc.envs import get_task
 
 KINDS = ("flipped", "random", "noisy", "saboteur", "medium")
@@ -375,17 +376,6 @@ class MediumAdversary(PolicyAdversary):
 
 
 # ---------------------------------------------------------------------- saboteur files
-def saboteur_dir(env_id: str) -> Path:
-    """Folder of the shipped saboteur for ``env_id``: ``demos/saboteurs/<env_id>``."""
-    return _shipped_dir("saboteurs", env_id)
-
-
-def _shipped_dir(kind: str, env_id: str) -> Path:
-    from choicebc.cards import experts_root
-
-    return experts_root().parent / kind / env_id
-
-
 def saboteur_train_command(env_id: str) -> str:
     return (
         f"choicebc expert train {env_id} --objective minimize --out-dir runs/saboteurs "
@@ -411,11 +401,6 @@ def load_saboteur(env_id: str, path: str | Path | None = None) -> SaboteurAdvers
         f"`{saboteur_train_command(env_id)}`",
     )
     return SaboteurAdversary(policy)
-
-
-def medium_dir(env_id: str) -> Path:
-    """Folder of the shipped medium demonstrator for ``env_id``: ``demos/mediums/<env_id>``."""
-    return _shipped_dir("mediums", env_id)
 
 
 def medium_train_command(env_id: str) -> str:

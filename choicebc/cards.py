@@ -36,6 +36,21 @@ def expert_dir(env_id: str) -> Path:
     return experts_root() / env_id
 
 
+def shipped_dir(kind: str, env_id: str) -> Path:
+    """Folder of a shipped policy of another ``kind`` than expert: ``demos/<kind>/<env_id>``."""
+    return experts_root().parent / kind / env_id
+
+
+def saboteur_dir(env_id: str) -> Path:
+    """Folder of the shipped saboteur for ``env_id``: ``demos/saboteurs/<env_id>``."""
+    return shipped_dir("saboteurs", env_id)
+
+
+def medium_dir(env_id: str) -> Path:
+    """Folder of the shipped medium demonstrator for ``env_id``: ``demos/mediums/<env_id>``."""
+    return shipped_dir("mediums", env_id)
+
+
 def read_card(env_id: str) -> dict[str, Any] | None:
     """The shipped expert's card of ``env_id`` as a dict, or ``None`` (no card, unreadable)."""
     try:

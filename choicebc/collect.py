@@ -467,7 +467,7 @@ def _attributes(task, expert, adversary, ratio, mix, seed, n, backend, episodes,
     import gymnasium
     import mujoco
 
-    import choicebc
+    from choicebc.version import __version__
 
     version = re.search(r"-v(\d+)$", task.env_id)
     discrete = {"n_actions": int(task.n_actions)} if is_discrete(task) else {}
@@ -487,7 +487,7 @@ def _attributes(task, expert, adversary, ratio, mix, seed, n, backend, episodes,
         "action_low": task.action_low.tolist(),
         "action_high": task.action_high.tolist(),
         "has_labels": True,
-        "choicebc_version": choicebc.__version__,
+        "choicebc_version": __version__,
         "mujoco_version": mujoco.__version__,
         "gymnasium_version": gymnasium.__version__,
         "numpy_version": np.__version__,

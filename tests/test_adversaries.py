@@ -188,12 +188,12 @@ def test_the_shipped_halfcheetah_saboteur_loads_acts_and_is_worse_than_random():
 
 
 def test_expert_eval_ship_puts_a_saboteur_under_demos_saboteurs(tmp_path, monkeypatch):
-    from choicebc import adversaries
+    from choicebc import cards
     from choicebc.cli import main
     from choicebc.experts import cli as experts_cli
 
     write_policy(tmp_path / "run" / "best", "minimize")
-    monkeypatch.setattr(adversaries, "saboteur_dir", lambda env_id: tmp_path / "sab" / env_id)
+    monkeypatch.setattr(cards, "saboteur_dir", lambda env_id: tmp_path / "sab" / env_id)
     monkeypatch.setattr(experts_cli, "expert_dir", lambda env_id: tmp_path / "experts" / env_id)
     args = ["expert", "eval", "HalfCheetah-v5", "--path", str(tmp_path / "run" / "best")]
     assert main([*args, "--episodes", "2", "--num-envs", "2", "--ship"]) == 0

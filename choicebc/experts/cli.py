@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     if args.ship:
         policy.card.update(card)
         if policy.card.get("objective", "maximize") == "minimize":  # a saboteur adversary
-            from choicebc.adversaries import saboteur_dir
+            from choicebc.cards import saboteur_dir
 
             target = saboteur_dir(args.env_id)
         else:
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _medium(args: argparse.Namespace) -> int:
-    from choicebc.adversaries import medium_dir
+    from choicebc.cards import medium_dir
     from choicebc.experts.medium import MediumError, pick_medium
 
     if args.episodes < 1 or args.num_envs < 1:

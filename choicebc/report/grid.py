@@ -25,16 +25,20 @@ from typing import Any
 
 from choicebc.atomic import write_json_atomic
 from choicebc.report.methods import METHODS, BudgetFlags, ReportError, available_methods
+from choicebc.version import __version__
 
 CELL_FORMAT = "choicebc.report-cell"
 CELL_VERSION = 1
 RESULT_AFFECTING_EXCLUDE = (
     "cli.py",
     "demoset_cli.py",
+    "evaluation_cli.py",
     "experts/cli.py",
+    "flags.py",
     "plots.py",
     "quickstart.py",
     "report/render.py",
+    "train_cli.py",
     "video.py",
     "bench/",
 )
@@ -266,13 +270,11 @@ def source_files(package: Path, envs: Path) -> dict[str, Path]:
 
 def result_affecting_files() -> dict[str, Path]:
     """:func:`source_files` of the installed ``choicebc`` and ``choicebc.envs``."""
-    import choicebc
-
     spec = importlib.util.find_spec("choicebc.envs")
     if spec is None or not spec.submodule_search_locations:
         raise ImportError("choicebc.envs is not installed: reinstall choicebc (pip install -e .)")
     envs = Path(next(iter(spec.submodule_search_locations)))
-    return source_files(Path(choicebc.__file__).parent, envs)
+    return source_files(Path(importlib.util.find_spec("choicebc").origin).parent, envs)
 
 
 def hash_sources(files: dict[str, Path]) -> str:
@@ -289,9 +291,7 @@ def code_version() -> str:
     numbers (:func:`result_affecting_files`: the package and its tasks, not its figures, CLI or
     rendering). Cells record it, so a grid resumed after a code change can tell which cells
     came from older code (``--rerun-stale`` recomputes them)."""
-    import choicebc
-
-    return f"{choicebc.__version__}+{hash_sources(result_affecting_files())}"
+    return f"{__version__}+{hash_sources(result_affecting_files())}"
 
 
 def grid_dict(cfg: ReportConfig, methods: list[str]) -> dict[str, Any]:
