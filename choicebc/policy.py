@@ -34,10 +34,8 @@ from choicebc.heads.classification import ClassifierHead
 DISCRETE_HEAD_NAMES = {"choicenet": "choicenet_cls", "mdn": "mdn_cls"}
 
 DISCRETE_HEAD_DEFAULTS: dict[str, dict[str, Any]] = {
-    # a CE warm-up before eq. (9) alone (see ChoiceNetClassifierHead's lambda1): measured on
-    # choicebc/PointReachDiscrete-v0, 30 % flipped, 1000 steps: eq. (9) alone normalized score
-    # 80 (four headings never predicted), CE kept on: AUC 0.63, 300-step warm-up: score 100,
-    # data-quality ROC AUC 0.92
+    # a CE warm-up before eq. (9) alone (ChoiceNetClassifierHead's lambda1; docs/design-notes.md,
+    # "The cross-entropy warm-up for discrete actions")
     "choicenet_cls": {"lambda1": 0.1, "lambda1_steps": 300},
 }
 """Head hyper-parameters a discrete-action BCPolicy uses unless ``head_kwargs`` sets them."""

@@ -62,11 +62,8 @@ class ChoiceNetHead(Head):
             mixture takes its weight; with it, giving the majority of pi to a rho = -1 mixture
             costs KL. Its gradient also reaches rho (as in the paper) and pulls rho_k towards
             the value softmax(rho) = pi asks for, which holds a flipped mixture at about -0.99
-            instead of -1. Measured on ``ChoiceNetRegressor`` (``scripts/reproduce_regression.py
-            ablation``, 3 seeds, its defaults otherwise): at 1e-3 mu_1 takes the flipped sign
-            on every flipped-example seed (max rho_2 1.00 / 0.89 / 1.00) and the step target
-            at 40 % outliers goes wrong (MAE 0.47-0.54), at 0.3 neither; Boston 20 / 40 %
-            passes at both (default 0.3).
+            instead of -1. Much weaker (1e-3) and mu_1 takes the flipped sign (default 0.3;
+            docs/design-notes.md, "What identifies the target").
         sigma_z: std of the auxiliary matrix Z (eq. (5)); must be > 0. It sets the sampling
             noise of mu_k: std = sqrt(1 - rho_k^2) * sigma_z * ||h|| (default 1e-2).
         sigma_w_init: std of W_* ~ N(mu_*, sigma_W^2) for ``sampling="sample"``. It cancels in
@@ -88,11 +85,7 @@ class ChoiceNetHead(Head):
             below 50 % flipped data, before the mixture likelihood sharpens it. With the
             paper's constant lambda1 (``None``) mu_1 settles on the negation of the expert in
             whole regions of the state space (a regional mirror that a rho ~ -1 mixture then
-            explains): measured by the robustness report on HalfCheetah-v5, flipped
-            step-mixing, 20,000 steps, seed 0, 100 episodes (normalized score, constant ->
-            annealed from 1.0 over half the steps): 0 % 93.3 -> 99.5, 10 % 94.7 -> 100.8,
-            20 % 94.6 -> 97.9, 30 % 92.0 -> 90.4, 40 % 0.9 -> 81.2 (ROC AUC 0.929 -> 1.000;
-            constant lambda1 with training seeds 1 and 2: -0.4, 1.2)
+            explains; docs/design-notes.md, "The lambda1 schedule for behaviour cloning")
             (default 1.0; :class:`choicebc.ChoiceNetRegressor` keeps the constant, see there).
         lambda1_anneal: share of the training steps over which lambda1 anneals (default 0.5).
         isolate_target: mixtures 2..K see mu_1 as a constant in mu_k = rho_k mu_1 (+ noise):

@@ -110,7 +110,7 @@ def fused_choicenet_loss(head: ChoiceNetHead, h: Tensor, y: Tensor, weights: Los
     ~40 operators of the head's forward + loss and their ~40 autograd nodes, not arithmetic.
     :class:`FusedChoiceNetLoss` computes the loss without recording a graph and writes the
     gradient of eq. (7) + (8) with respect to the block's output by hand (about half the
-    operators): 2.5 vs 4.1 ms for forward + backward of this head on the bench shape here.
+    operators); ``choicebc bench train --heads choicenet`` times the training step it is in.
     ``sampling="sample"`` takes the generic path.
     """
     check_loss_weights(weights)

@@ -114,22 +114,20 @@ class ChoiceNetClassifierHead(ClassifierHead, ChoiceNetHead):
     eval mode). The agreement is bounded by 1, so, unlike cross-entropy, a label the target
     finds implausible stops pulling on it: that is where the robustness comes from. The
     logsumexp term is unbounded below along a common shift of all logits (softmax ignores
-    it), so ``lambda_reg`` must stay small: at 1e-2 the logits drift to -inf (loss -150 on
-    digits); the paper's 1e-4 is harmless. Prediction uses the target mixture (rho_1 = 1).
+    it), so ``lambda_reg`` must stay small: larger ones let the logits drift to -inf; the
+    paper's 1e-4 is harmless. Prediction uses the target mixture (rho_1 = 1).
 
     Eq. (9) is linear in pi, so for noise that does not depend on x the best pi puts all
     weight on the best component, and a component whose rho drifts up to 1 becomes a copy of
-    the target: the mixture then says nothing about which labels are wrong (measured on
-    digits with K = 5, tau^-1 = 1e-2, KL 1e-3 and rho starting near 0: every rho_k -> 1).
-    The defaults avoid that: the noise components start anti-correlated (``rho_init``) with pi
-    at the KL's optimum for that start, and the KL weight (0.1) is large enough to keep them
-    alive (at 1e-3, or from rho_init ~ 0, rho -> 1 and the data-quality AUC drops to ~0.53).
-    ``tau_inv = 1`` keeps the target's softmax from saturating early: at lr 1e-3 a class the
-    target got wrong at first otherwise stayed wrong (no gradient), explained by a rho = -1
-    component (one of six seeds at 50 % noise); at the classifier's default lr 3e-4, 1e-2
-    measured the same. With ``n_mixtures > 2`` the anti-correlated components outweigh the
-    target early on and it can learn some classes upside down (K = 5: 80.6 ± 11.6 % at 50 %
-    noise vs 92.0 ± 1.0 % for K = 2; ``scripts/reproduce_classification.py --ablation``).
+    the target: the mixture then says nothing about which labels are wrong. The defaults
+    avoid that: the noise components start anti-correlated (``rho_init``) with pi at the KL's
+    optimum for that start, and the KL weight (0.1) is large enough to keep them alive.
+    ``tau_inv = 1`` keeps the target's softmax from saturating early, where a class the target
+    gets wrong at first would otherwise stay wrong (no gradient), explained by a rho = -1
+    component. With ``n_mixtures > 2`` the anti-correlated components outweigh the target early
+    on and it can learn some classes upside down, so the default is 2. The measurements behind
+    each default: docs/design-notes.md, "The classifier's defaults"
+    (``scripts/reproduce_classification.py --ablation``).
 
     Labels: ``y (N,)`` or ``(N, 1)`` integer class indices in ``[0, C)``.
 
@@ -144,11 +142,10 @@ class ChoiceNetClassifierHead(ClassifierHead, ChoiceNetHead):
             of eq. (7)'s ``lambda1 ||y - mu_1||^2`` pull of the regression head (default 0:
             eq. (9) alone). The agreement's gradient vanishes for a class the target gives
             ~0 probability, so a class the target misses early on can stay unlearned,
-            explained by the ``rho = -1`` mixture; the CE term keeps a gradient there.
-            Measured on ``choicebc/PointReachDiscrete-v0`` (30 % flipped, 1000 steps): without
-            it the target never predicted the four headings of the region beyond the goal
-            (normalized score 80); kept on for the whole run, the target learns the noisy
-            label distribution and the data-quality ROC AUC falls from 0.92 to 0.63.
+            explained by the ``rho = -1`` mixture; the CE term keeps a gradient there. Kept on
+            for the whole run it makes the target learn the noisy label distribution, hence
+            ``lambda1_steps`` (docs/design-notes.md, "The cross-entropy warm-up for discrete
+            actions").
         lambda1_steps: train with the CE term only for this many training-mode loss calls
             (a warm-up; 0: for the whole run). The count is a buffer of the head, so it is
             saved with the weights and a resumed run continues it.
