@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from choicebc.envs import POINT_REACH_ID, PointReachExpert
+from choicebc.envs import POINT_REACH_ID
 from sklearn.metrics import roc_auc_score
 
 import choicebc as cb
@@ -20,16 +20,8 @@ TINY = cb.TrainConfig(hidden=(32, 32), batch_size=128, log_every=10**6)
 
 
 @pytest.fixture(scope="module")
-def demos():
-    return cb.collect(
-        POINT_REACH_ID,
-        PointReachExpert(),
-        "flipped",
-        ratio=0.3,
-        episodes=20,
-        seed=0,
-        progress=False,
-    )
+def demos(point_reach_flipped):
+    return point_reach_flipped
 
 
 @pytest.fixture(scope="module")

@@ -20,19 +20,11 @@ from choicebc.policy import BCPolicy
 
 
 @pytest.fixture(scope="module")
-def flipped(tmp_path_factory):
+def flipped(tmp_path_factory, point_reach_flipped):
     """PointReach demos, 30 % of the steps flipped (a = -expert), and a ChoiceNet policy."""
     torch.set_num_threads(1)
     folder = tmp_path_factory.mktemp("demos")
-    demos = cb.collect(
-        POINT_REACH_ID,
-        PointReachExpert(),
-        "flipped",
-        ratio=0.3,
-        episodes=20,
-        seed=0,
-        progress=False,
-    )
+    demos = point_reach_flipped
     demos.save(folder / "d.h5")
     cfg = cb.TrainConfig(hidden=(32, 32), batch_size=128, log_every=10**6)
     policy = cb.train_bc(demos, head="choicenet", steps=300, seed=0, progress=False, config=cfg)

@@ -55,3 +55,23 @@ def test_expert_input_checks():
         PointReachExpert(gain=0.0)
     with pytest.raises(ValueError, match=r"\(N, 2\)"):
         PointReachExpert()(np.zeros((4, 3)))
+
+
+@pytest.mark.parametrize("env_id", ["choicebc/PointReach-v0", "choicebc/PointReachDiscrete-v0"])
+def test_the_custom_tasks_pass_gymnasiums_env_checker(env_id):
+    """gymnasium's own checker: spaces, seeding determinism, reset/step signatures, dtypes."""
+    import warnings
+
+    import gymnasium
+    from gymnasium.utils.env_checker import check_env
+
+    env = gymnasium.make(env_id)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a checker warning is a failure here, but for
+            # unbounded observations, which the limited slide joints can exceed softly (as
+            # gymnasium's own MuJoCo tasks, whose observation boxes are unbounded too)
+            warnings.filterwarnings("ignore", message=".*observation space (min|max)imum value")
+            check_env(env.unwrapped, skip_render_check=True)
+    finally:
+        env.close()

@@ -25,13 +25,7 @@ ALL_HEADS = ["choicenet", "mdn", "mse", "l1", "robust"]
 Q, D = 8, 3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Small nets on a shared 2-core machine: one thread avoids oversubscription stalls."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def seeded_head(name: str, seed: int = 0, **hparams) -> Head:

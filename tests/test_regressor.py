@@ -16,13 +16,7 @@ from choicebc.regressor import ChoiceNetRegressor, HeadRegressor
 FAST = dict(hidden_sizes=(32, 32), steps=150, batch_size=64, progress=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Small nets on a shared 2-core machine: one thread avoids oversubscription stalls."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def toy(n: int = 200, d: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -61,6 +61,5 @@ def test_the_readme_shows_the_rendered_headline():
     headline = headline_table(read_cells(REPO / "docs" / "report")).strip()
     assert headline in (REPO / "README.md").read_text(), (
         "README.md's headline is not what the committed cells render to: paste the headline "
-        "section of docs/results.md (choicebc report --render-only ...) into README.md\n"
-        + headline
+        "section of docs/results.md (choicebc report --render-only ...) into README.md\n" + headline
     )
