@@ -66,10 +66,6 @@ AUTO_MARGIN = 0.05
 (docs/design-notes.md: the criterion's values on clean, step- and episode-corrupted sets)."""
 AUTO_MIN_FLAGGED = 0.05
 """share of the first steps the warm-up must flag for ``auto`` to read corruption into them"""
-AUTO_MAX_FLAGGED = 0.5
-"""largest share of the first steps the warm-up may flag for ``auto`` to trust its
-identification: the target demonstrator drives most demonstrations, so a warm-up that flags
-more of them has not found it (docs/design-notes.md: Walker2d, 43 % flipped episodes)"""
 AUTO_FADE = 2.0
 """how many times the first steps' flagged share must exceed the later ones' (``auto``)"""
 AUTO_MAX_LOSS = 2.0
@@ -417,15 +413,9 @@ def pick_choice(
       per step against one per step (a step-corrupted episode cannot be explained by one
       mixture: it loses far more).
 
-    Neither when the warm-up flags more than :data:`AUTO_MAX_FLAGGED` of the first steps: it has
-    not identified the target demonstrator, and one choice per episode would carry that error
-    through whole episodes; one choice per step confines it to the steps that share states.
-
     Then one choice per group when the groups explain the steps as well as the episodes
     (within ``margin``).
     """
-    if flagged is not None and flagged["first"] > AUTO_MAX_FLAGGED:
-        return "step"
     by_likelihood = "episode" in log_liks and log_liks["episode"] >= log_liks["step"] + margin
     fades = (
         flagged is not None
