@@ -18,34 +18,20 @@ def test_synthetic_demos_have_the_demoset_fields_train_bc_reads():
     assert np.array_equal(np.unique(demos.episode_ids), np.arange(5))
 
 
-def test_run_reports_ratios_and_checks(tmp_path, capsys):
+def run_bench(tmp_path, flags: str) -> dict:
+    """``choicebc bench train FLAGS --rounds 1 --train-rounds 1``; its JSON result."""
     parser = argparse.ArgumentParser()
     bench_train.add_arguments(parser)
     out = tmp_path / "bench_train.json"
-    args = parser.parse_args(
-        [
-            "--heads",
-            "mse",
-            "choicenet",
-            "--hidden",
-            "32",
-            "--steps",
-            "3",
-            "--rounds",
-            "1",
-            "--transitions",
-            "4000",
-            "--train-steps",
-            "2",
-            "4",
-            "--train-rounds",
-            "1",
-            "--out",
-            str(out),
-        ]  # fmt: skip
-    )
+    once = ["--rounds", "1", "--train-rounds", "1"]
+    args = parser.parse_args([*flags.split(), *once, "--out", str(out)])
     assert bench_train.run(args) == 0
-    result = json.loads(out.read_text())
+    return json.loads(out.read_text())
+
+
+def test_run_reports_ratios_and_checks(tmp_path, capsys):
+    flags = "--heads mse choicenet --hidden 32 --steps 3 --transitions 4000 --train-steps 2 4"
+    result = run_bench(tmp_path, flags)
     assert result["cost_ratio_vs_mse_cpu"]["mse"] == 1.0
     assert set(result["train_bc_share_of_bare_wall"]) == {"mse", "choicenet"}
     assert all(v > 0 for v in result["bare_steps_per_second_wall"].values())
@@ -56,34 +42,8 @@ def test_run_reports_ratios_and_checks(tmp_path, capsys):
 
 
 def test_episode_choice_is_timed_against_the_step_choice(tmp_path):
-    parser = argparse.ArgumentParser()
-    bench_train.add_arguments(parser)
-    out = tmp_path / "bench_train.json"
-    args = parser.parse_args(
-        [
-            "--heads",
-            "mse",
-            "--hidden",
-            "16",
-            "--steps",
-            "2",
-            "--rounds",
-            "1",
-            "--no-train-bc",
-            "--episode-choice",
-            "--transitions",
-            "3000",
-            "--choice-steps",
-            "4",
-            "8",
-            "--train-rounds",
-            "1",
-            "--out",
-            str(out),
-        ]  # fmt: skip
-    )
-    assert bench_train.run(args) == 0
-    result = json.loads(out.read_text())
+    flags = "--heads mse --hidden 16 --steps 2 --no-train-bc --episode-choice"
+    result = run_bench(tmp_path, flags + " --transitions 3000 --choice-steps 4 8")
     assert set(result["choice_seconds_per_step"]) == {"step", "episode"}
     assert any("episode / step choice" in line for line in result["checks"])
     assert "| episode |" in result["table"]
