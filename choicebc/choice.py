@@ -66,12 +66,9 @@ AUTO_MARGIN = 0.05
 (docs/design-notes.md: the criterion's values on clean, step- and episode-corrupted sets)."""
 AUTO_MIN_FLAGGED = 0.05
 """share of the first steps the warm-up must flag for ``auto`` to read corruption into them"""
-AUTO_FADE = 2.0
-"""how many times the first steps' flagged share must exceed the later ones' (``auto``)"""
-AUTO_MAX_LOSS = 2.0
-"""nats per step one choice per episode may lose against one per step, on the warm-up's rows,
-for fading corruption to count (``auto``; docs/design-notes.md: measured -0.75 to -0.03 with
-corruption by episodes, -4.8 and -36 by steps)"""
+AUTO_FADE = 8.0
+"""how many times the first steps' flagged share must exceed the later ones' (``auto``;
+docs/design-notes.md: at most 4.5 measured with corruption by steps, at least 11 by episodes)"""
 ESTEP_MIN_INTERVAL = 100
 """fewest optimizer steps between two E-steps"""
 ESTEP_PASSES = 2.0
@@ -408,10 +405,7 @@ def pick_choice(
       after it: the per-step model flags a share >= :data:`AUTO_MIN_FLAGGED` of the first
       steps and at least :data:`AUTO_FADE` times the share of the later ones. A driver whose
       later steps are in states of its own is self-consistent there, and a per-step model takes
-      its actions for the target's; corruption by steps is flagged at every step alike --
-      as long as one choice per episode does not lose more than :data:`AUTO_MAX_LOSS` nats
-      per step against one per step (a step-corrupted episode cannot be explained by one
-      mixture: it loses far more).
+      its actions for the target's; corruption by steps is flagged at every step alike.
 
     Then one choice per group when the groups explain the steps as well as the episodes
     (within ``margin``).
@@ -422,7 +416,6 @@ def pick_choice(
         and flagged["first"] >= AUTO_MIN_FLAGGED
         and flagged["first"] >= AUTO_FADE * flagged["later"]
         and "episode" in log_liks
-        and log_liks["episode"] >= log_liks["step"] - AUTO_MAX_LOSS
     )
     if not (by_likelihood or fades):
         return "step"
