@@ -26,7 +26,9 @@ docs/design-notes.md). So the evidence grows from the first steps outward:
 
 1. warm-up (``train_bc``, before the training proper): the per-step ChoiceNet on the first
    ``horizon`` steps of every episode only, with its own learning-rate and lambda1 schedules,
-   near the states both drivers share, where the majority defines the target;
+   near the states both drivers share, where the majority defines the target. It starts from
+   mu_1 fitted to the conditional median of those steps' actions -- the majority driver's
+   action -- not the mean between the drivers, from which broad mixtures can take both;
 2. an E-step over the first step of every episode alone assigns the units: from the second
    step on a driver is already in states of its own, where the warm-up has fitted its actions
    to the target, and a few such steps outvote the first (docs/design-notes.md);

@@ -261,7 +261,8 @@ def _choose(
     ``policy`` in place -- the warm-up -- as the per-step ChoiceNet on the first
     ``choice_horizon`` steps of every training episode, for ``choice_warmup`` of the steps
     (at least :data:`PROBE_MIN_STEPS`) with their own learning-rate and lambda1 schedules,
-    where both drivers share states and the majority defines the target. ``auto`` then
+    where both drivers share states and the majority defines the target; mu_1 starts at
+    those steps' conditional median (:func:`_fit_median`). ``auto`` then
     decides from the warm-up's measurements on those steps: the likelihood of one choice per
     step against one per episode (and per group) with its per-step densities, and the share of
     first and of later steps it flags (:func:`choicebc.choice.pick_choice`).
