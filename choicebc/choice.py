@@ -63,9 +63,10 @@ from choicebc.heads.base import TARGET_RHO_MIN
 CHOICES = ("step", "episode", "group", "auto")
 """``step``: eq. (6) per step; ``episode``/``group``: one choice per episode / per group of
 episodes; ``auto``: picked per dataset (:func:`decide_choice`)."""
-AUTO_MARGIN = 0.05
+AUTO_MARGIN = 0.2
 """nats per step by which one choice per unit must beat one per step for ``auto`` to take it
-(docs/design-notes.md: the criterion's values on clean, step- and episode-corrupted sets)."""
+(docs/design-notes.md: 0.45 on PointReach's flipped episodes, 0.054 on clean HalfCheetah,
+where one choice per episode gains only by paying the target's ``-log pi_1`` once per episode)."""
 AUTO_MIN_FLAGGED = 0.05
 """share of the first steps the warm-up must flag for ``auto`` to read corruption into them"""
 AUTO_FADE = 8.0

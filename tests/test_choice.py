@@ -123,6 +123,7 @@ def test_group_errors_are_clear():
 
 def test_pick_choice_prefers_the_finer_structure_unless_the_coarser_explains_better():
     assert pick_choice({"step": -1.0, "episode": -1.01}) == "step"  # clean data: a tie
+    assert pick_choice({"step": 4.815, "episode": 4.869}) == "step"  # clean HalfCheetah
     assert pick_choice({"step": -1.0, "episode": -9.0}) == "step"  # mixed within episodes
     assert pick_choice({"step": -1.0, "episode": -0.5}) == "episode"
     assert pick_choice({"step": -1.0, "episode": -0.5, "group": -0.51}) == "group"
