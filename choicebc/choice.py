@@ -71,7 +71,8 @@ AUTO_MIN_FLAGGED = 0.05
 """share of the first steps the warm-up must flag for ``auto`` to read corruption into them"""
 AUTO_FADE = 8.0
 """how many times the first steps' flagged share must exceed the later ones' (``auto``;
-docs/design-notes.md: at most 4.5 measured with corruption by steps, at least 11 by episodes)"""
+docs/design-notes.md: at most 6.0 measured with corruption by steps, 14 or more where auto took
+one choice per episode)"""
 ESTEP_MIN_INTERVAL = 100
 """fewest optimizer steps between two E-steps"""
 ESTEP_PASSES = 2.0
