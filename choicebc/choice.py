@@ -101,7 +101,7 @@ class ChoiceSchedule:
 
     horizon: int = 5
     warmup: float = 0.1
-    grow: float = 0.5
+    grow: float = 0.15
     anchor: float = 1.0
 
     def __post_init__(self) -> None:
@@ -225,6 +225,21 @@ def family_mask(rho_bar: Tensor, rho_min: float = TARGET_RHO_MIN) -> Tensor:
     return mask
 
 
+def merge_copies(q: Tensor, rho_unit: Tensor) -> Tensor:
+    """``q (U, K)`` with the mass of every mixture that is a copy of the target on a unit's
+    own steps -- mean correlation ``rho_unit (U, K)`` there >= 0.95 -- moved to mixture 1.
+
+    Without it the whole-episode E-step can hand a clean unit to a mixture that became the
+    target's copy in the unit's later states while its correlation at the first steps (the
+    one :attr:`ChoiceTraining.rho_bar` keeps) is lower: that mixture is neither the target's
+    family nor tied to mu_1, so the clean units stop teaching mu_1 and pi_1 goes to 0
+    (HalfCheetah, 40 % random episodes: 4.6 against the oracle's 99.2; docs/design-notes.md).
+    """
+    copies = family_mask(rho_unit)
+    target = (q * copies).sum(-1, keepdim=True)
+    return torch.cat([target, q[:, 1:] * (1.0 - copies[:, 1:])], dim=-1)
+
+
 class ChoiceTraining:
     """The demonstration-level choice inside :func:`choicebc.train_bc`: rows by time, the
     horizon, the E-steps and the per-unit responsibilities ``q (U, K)``.
@@ -304,7 +319,7 @@ class ChoiceTraining:
         log_pi, log_density, rho = score_rows(policy, obs, actions, rows)
         units, first = self.units[rows], self.first[rows]
         scores = unit_log_scores(log_pi, log_density, units, first, self.n_units)
-        self.q = torch.softmax(scores, dim=-1)
+        self.q = merge_copies(torch.softmax(scores, dim=-1), unit_mean(rho, units, self.n_units))
         if self.rho_bar is None:  # identified once, by the warm-up, where the drivers meet
             early = self.order[: self.rows_before(self.schedule.horizon)]
             _, _, rho = score_rows(policy, obs, actions, early)

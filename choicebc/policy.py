@@ -464,10 +464,11 @@ class BCPolicy(torch.nn.Module):
         ``group``): the posterior of the episode's unit over the mixtures under that one
         choice (:mod:`choicebc.choice`: the product of its steps' densities times the weights
         at its first state), summed over the mixtures whose mean correlation over the unit's
-        first steps (``choice_info["horizon"]``, where the drivers' states meet) is >= 0.95
-        (copies of the target). With ``group``, the episodes of a group
-        share it (``demos.groups``; without groups each episode is its own). Any other
-        policy: the mean of :meth:`data_quality` over the episode's steps.
+        first steps (``choice_info["horizon"]``, where the drivers' states meet) or over all
+        its steps is >= 0.95 (copies of the target; :func:`choicebc.choice.merge_copies`).
+        With ``group``, the episodes of a group share it (``demos.groups``; without groups
+        each episode is its own). Any other policy: the mean of :meth:`data_quality` over the
+        episode's steps.
 
         Raises:
             ValueError: as :meth:`data_quality`.
@@ -479,6 +480,7 @@ class BCPolicy(torch.nn.Module):
             return episode_means(self.data_quality(demos), lengths)
         from choicebc.choice import (
             family_mask,
+            merge_copies,
             score_rows,
             unit_ids,
             unit_log_scores,
@@ -498,6 +500,7 @@ class BCPolicy(torch.nn.Module):
         timesteps = np.asarray(demos.timesteps)
         first = torch.from_numpy(timesteps == 0)
         q = torch.softmax(unit_log_scores(log_pi, log_density, units_t, first, n_units), -1)
+        q = merge_copies(q, unit_mean(rho, units_t, n_units))  # as the training's E-step
         early = torch.from_numpy(timesteps < self.choice_info.get("horizon", 5))
         target = family_mask(unit_mean(rho[early], units_t[early], n_units), TARGET_RHO_MIN)
         unit_quality = (q * target).sum(-1).numpy()

@@ -46,8 +46,9 @@ class TrainConfig:
     choice_warmup: float = 0.1
     """length of the per-step warm-up on the first steps, which runs before the training
     (episode, group and auto; at least 500 steps), as a share of --steps"""
-    choice_grow: float = 0.5
-    """share of the steps by which the choice's horizon covers whole episodes"""
+    choice_grow: float = 0.15
+    """share of the steps by which the choice's horizon covers whole episodes (early, so that
+    whole episodes train before the learning rate drops at half the steps)"""
     choice_anchor: float = 1.0
     """weight that holds each mixture's correlation in a demonstration's newer states to its
     value over the steps already counted"""

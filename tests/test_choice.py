@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from torch import Tensor
 
 from choicebc.choice import (
     ChoiceError,
@@ -16,6 +18,7 @@ from choicebc.choice import (
     ChoiceTraining,
     demo_log_likelihood,
     flagged_shares,
+    merge_copies,
     pick_choice,
     unit_ids,
     unit_log_scores,
@@ -178,6 +181,47 @@ def test_horizon_grows_from_the_first_steps_to_whole_episodes():
     assert trainer.rows_in_horizon(0) == 15
     rows = trainer.sample(0, torch.Generator().manual_seed(0))
     assert (torch.from_numpy(t)[rows] < 5).all()
+
+
+class FixedMixturePolicy(torch.nn.Module):
+    """A policy whose mixture is given per row (the observation is the row's index)."""
+
+    def __init__(self, log_pi: Tensor, log_density: Tensor, rho: Tensor) -> None:
+        super().__init__()
+        self.log_pi, self.log_density, self.rho = log_pi, log_density, rho
+
+    def mixture(self, obs: Tensor) -> SimpleNamespace:
+        i = obs[:, 0].long()
+        return SimpleNamespace(
+            log_pi=self.log_pi[i], rho=self.rho[i], component_log_prob=lambda a: self.log_density[i]
+        )
+
+
+def test_a_copy_of_the_target_on_a_units_steps_is_the_target_for_that_unit():
+    q = torch.tensor([[0.1, 0.7, 0.2], [0.2, 0.3, 0.5]])
+    rho = torch.tensor([[1.0, 0.97, 0.5], [1.0, -0.99, 0.96]])
+    assert torch.allclose(merge_copies(q, rho), torch.tensor([[0.8, 0.0, 0.2], [0.7, 0.3, 0.0]]))
+    # the E-step: unit 0's later steps fit mixture 2 slightly better, and there mixture 2 has
+    # become a copy of the target (rho 0.99) although at the first step it is not (rho 0.9)
+    t = np.tile(np.arange(4), 2)
+    log_pi = torch.log(torch.tensor([[0.5, 0.25, 0.25]])).repeat(8, 1)
+    log_density = torch.zeros(8, 3)
+    log_density[1:4, 1] = 1.0  # unit 0, steps 1-3: mixture 2 explains them better
+    log_density[4:, 2] = 3.0  # unit 1: a broad mixture (rho 0.3) explains it
+    rho = torch.tensor([1.0, 0.3, 0.3]).repeat(8, 1)
+    rho[0, 1] = 0.9
+    rho[1:4, 1] = 0.99
+    trainer = ChoiceTraining(np.repeat([0, 1], 4), t, 2, 3, 100, 4, ChoiceSchedule(1, 0.1, 0.5))
+    policy = FixedMixturePolicy(log_pi, log_density, rho)
+    obs = torch.arange(8, dtype=torch.float32)[:, None]
+    trainer.estep(policy, obs, torch.zeros(8, 1), torch.arange(8))
+    scores = unit_log_scores(
+        log_pi, log_density, torch.tensor(np.repeat([0, 1], 4)), torch.from_numpy(t == 0), 2
+    )
+    assert torch.softmax(scores, -1)[0].argmax() == 1  # without the merge: mixture 2 takes it
+    assert trainer.q[0, 0] > 0.95 and trainer.q[0, 1] == 0.0
+    assert trainer.family[0] > 0.95 and trainer.tied[0, 0] == 1.0  # it teaches mu_1
+    assert trainer.q[1].argmax() == 2 and trainer.family[1] < 0.01
 
 
 @dataclass
