@@ -31,6 +31,18 @@ def test_non_utf8_grid_and_runs_files_are_skipped_and_named(tmp_path, capsys):
     assert text.startswith("# Robustness report") and "from 0 cell files" in text
 
 
+def test_a_damaged_line_of_runs_jsonl_is_skipped_and_the_other_runs_kept(tmp_path, capsys):
+    root = tmp_path / "run"
+    root.mkdir()
+    (root / "grid.json").write_text("{}")
+    run = '{"started": "2026-12-05T00:00:00+00:00", "wall_s": 12.0, "cells_run": 3, '
+    run += '"cells_failed": 0, "workers": 2, "ray_address": null}'
+    (root / "runs.jsonl").write_text(run + "\n" + '{"started": "2026-12-0' + "\n")
+    text = render_report(root, tmp_path / "report.md").read_text()
+    assert f"skipping unreadable line 2 of {root / 'runs.jsonl'}" in capsys.readouterr().err
+    assert "| 2026-12-05T00:00:00+00:00 | 3 | 0 | 2 | 12 s |" in text
+
+
 def test_docs_results_md_is_rendered_from_the_committed_cells(tmp_path, monkeypatch):
     """docs/results.md is exactly what the committed run folder renders to (figures skipped)."""
     run = REPO / "docs" / "report"

@@ -46,16 +46,26 @@ def _thousands(value: Any) -> str:
 
 
 def _read_json(path: Path, lines: bool = False) -> Any:
-    """A JSON file's value (``lines``: the list of its lines' values); ``None``, with a warning
-    naming the file, when it is not UTF-8 JSON — one damaged file never aborts the render."""
+    """A JSON file's value (``lines``: the list of its lines' values, a line that is not JSON
+    skipped with a warning naming it: a run killed while appending leaves at most one); ``None``,
+    with a warning naming the file, when it is not UTF-8 JSON — one damaged file never aborts
+    the render."""
     try:
         text = path.read_bytes().decode("utf-8")
-        if lines:
-            return [json.loads(line) for line in text.splitlines() if line.strip()]
-        return json.loads(text)
+        if not lines:
+            return json.loads(text)
     except (OSError, ValueError) as exc:  # ValueError: UnicodeDecodeError, JSONDecodeError
         print(f"skipping unreadable {path}: {exc}", file=sys.stderr)
         return None
+    values = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            values.append(json.loads(line))
+        except ValueError as exc:
+            print(f"skipping unreadable line {number} of {path}: {exc}", file=sys.stderr)
+    return values
 
 
 def _load_grid(root: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
