@@ -32,16 +32,19 @@ docs/design-notes.md). So the evidence grows from the first steps outward:
 2. an E-step over the first step of every episode alone assigns the units: from the second
    step on a driver is already in states of its own, where the warm-up has fitted its actions
    to the target, and a few such steps outvote the first (docs/design-notes.md);
-3. the E-step's horizon grows geometrically to whole episodes, with an E-step whenever the
-   rows that train have been drawn twice (:data:`ESTEP_PASSES`); the rows that train are the
-   warm-up's, or the E-step's horizon once it is longer, so every step the E-step counts has
-   been fitted under the current choice first.
+3. the E-step's horizon grows geometrically to whole episodes (by ``grow`` = 15 % of the
+   steps, before the learning rate drops), with an E-step whenever the rows that train have
+   been drawn twice (:data:`ESTEP_PASSES`); the rows that train are the warm-up's, or the
+   E-step's horizon once it is longer, so every step the E-step counts has been fitted under
+   the current choice first.
 
-Two more pieces keep the identification made at the first steps: each mixture's rho in a
+Three more pieces keep the identification made at the first steps: each mixture's rho in a
 unit's later states is held to its value over the unit's first steps
-(:meth:`ChoiceTraining.rho_anchor`), and a mixture's likelihood reaches mu_1 only when it is
-tied to it tightly, ``|rho| >= 0.95`` (the target's copies, a flipped driver); a broad mixture
-is fitted given mu_1 (the ``tie_weight`` of :meth:`ChoiceTraining.loss_weights`).
+(:meth:`ChoiceTraining.rho_anchor`); a mixture's likelihood reaches mu_1 only when it is
+tied to it tightly, ``|rho| >= 0.95`` (the target's copies, a flipped driver), while a broad
+mixture is fitted given mu_1 (the ``tie_weight`` of :meth:`ChoiceTraining.loss_weights`); and
+a mixture that has become a copy of the target on a unit's own steps is the target for that
+unit (:func:`merge_copies`).
 
 ``choice="auto"`` runs the warm-up and then takes one choice per unit when, on the warm-up's
 rows, either one choice per unit explains the steps better than one per step with the same
@@ -311,11 +314,12 @@ class ChoiceTraining:
             self.last_estep = step
 
     def estep(self, policy: Any, obs: Tensor, actions: Tensor, rows: Tensor) -> None:
-        """Each unit's posterior ``q (U, K)`` over the mixtures from the given rows; at the
-        first E-step, each mixture's mean correlation ``rho_bar (U, K)`` over the unit's first
-        ``horizon`` steps as the warm-up left it -- where the drivers' states meet and the
-        correlation is identified -- kept from then on; and the share of ``q`` on the
-        target's family (``rho_bar >= 0.95``)."""
+        """Each unit's posterior ``q (U, K)`` over the mixtures from the given rows, with the
+        mass of the target's copies on the unit's rows moved to mixture 1
+        (:func:`merge_copies`); at the first E-step, each mixture's mean correlation
+        ``rho_bar (U, K)`` over the unit's first ``horizon`` steps as the warm-up left it --
+        where the drivers' states meet and the correlation is identified -- kept from then
+        on; and the share of ``q`` on the target's family (``rho_bar >= 0.95``)."""
         log_pi, log_density, rho = score_rows(policy, obs, actions, rows)
         units, first = self.units[rows], self.first[rows]
         scores = unit_log_scores(log_pi, log_density, units, first, self.n_units)
