@@ -516,7 +516,11 @@ def train_bc(
     for step in range(start, cfg.steps):
         for group in optimizer.param_groups:
             group["lr"] = lr_at(cfg, step)
-        policy.head.set_progress(step, cfg.steps)
+        # one choice per demonstration: eq. (7)'s L2, weighted by each unit's share on the
+        # target's family, is MSE-BC on the demonstrations the target owns, so lambda1 stays
+        # at its start; its anneal keeps a per-step model off the drivers' mean, a danger the
+        # warm-up (with its own anneal) has passed (docs/design-notes.md)
+        policy.head.set_progress(0 if trainer is not None else step, cfg.steps)
         weights: dict[str, Any] = {}
         if trainer is None:
             obs_b, act_b = sample_batch(train_obs, train_act, cfg.batch_size, generator, train_cdf)

@@ -351,6 +351,16 @@ def test_episode_choice_resumes_to_the_same_result(tmp_path, monkeypatch):
     assert resumed.choice == "episode"
 
 
+def test_one_choice_per_episode_keeps_lambda1_at_its_start_after_the_warm_up():
+    """With the units identified, eq. (7)'s L2 is MSE-BC on the target's demonstrations: it
+    does not anneal (per step it does, to lambda1 = 0.1 by half the steps)."""
+    demos = drifting_episodes(n_episodes=10, length=6)
+    cfg = TrainConfig(steps=20, batch_size=16, hidden=(8,), choice="episode", torch_threads=1)
+    assert train_bc(demos, config=cfg, progress=False).head.lambda1 == 1.0
+    per_step = train_bc(demos, config=replace(cfg, choice="step"), progress=False)
+    assert per_step.head.lambda1 == pytest.approx(0.1)
+
+
 def test_choice_is_saved_with_the_policy_and_checked(tmp_path):
     demos = drifting_episodes(n_episodes=10, length=6)
     cfg = TrainConfig(steps=20, batch_size=16, hidden=(8,), choice="episode", torch_threads=1)
