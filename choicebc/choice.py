@@ -41,10 +41,10 @@ docs/design-notes.md). So the evidence grows from the first steps outward:
 Three more pieces keep the identification made at the first steps: each mixture's rho in a
 unit's later states is held to its value over the unit's first steps
 (:meth:`ChoiceTraining.rho_anchor`); a mixture's likelihood reaches mu_1 only when it is
-tied to it tightly, ``|rho| >= 0.95`` (the target's copies, a flipped driver), while a broad
-mixture is fitted given mu_1 (the ``tie_weight`` of :meth:`ChoiceTraining.loss_weights`); and
-a mixture that has become a copy of the target on a unit's own steps is the target for that
-unit (:func:`merge_copies`).
+tied to it tightly, ``|rho| >= 0.95`` and as sharp as the target (the target's copies, a
+flipped driver: :func:`tight_mask`), while a broad mixture is fitted given mu_1 (the
+``tie_weight`` of :meth:`ChoiceTraining.loss_weights`); and a mixture that has become a
+copy of the target on a unit's own steps is the target for that unit (:func:`merge_copies`).
 
 ``choice="auto"`` runs the warm-up and then takes one choice per unit when, on the warm-up's
 rows, either one choice per unit explains the steps better than one per step with the same
@@ -81,6 +81,10 @@ ESTEP_MIN_INTERVAL = 100
 ESTEP_PASSES = 2.0
 """an E-step runs whenever the rows that train have been drawn this many times on average (an
 E-step is one forward pass over them: about a sixth of the training's own work at 2)"""
+TIE_SPREAD_MAX = 4.0
+"""most a mixture's variance may exceed the target's, over a unit's first steps, for its
+``|rho| >= 0.95`` to tie the unit to mu_1 (docs/design-notes.md: at most 1.3 for a flipped
+driver and 2.7 on random episodes, 8 to 34 for the medium operators of Walker2d and Hopper)"""
 CHUNK = 65_536
 
 
@@ -191,12 +195,14 @@ def demo_log_likelihood(scores: Tensor) -> Tensor:
 
 @torch.no_grad()
 def score_rows(policy: Any, obs: Tensor, actions: Tensor, rows: Tensor | None = None):
-    """Per-step ``log_pi, log_density, rho`` ``(N, K)`` of the policy's eval-mode mixture
-    (``mu_k = rho_k mu_1``, no sampling noise), in chunks; ``rows`` selects transitions."""
+    """Per-step ``log_pi, log_density, rho, spread`` ``(N, K)`` of the policy's eval-mode
+    mixture (``mu_k = rho_k mu_1``, no sampling noise), in chunks; ``spread`` is each
+    mixture's variance over the target's, averaged over the action dimensions; ``rows``
+    selects transitions."""
     was_training = policy.training
     policy.eval()
     n = len(obs) if rows is None else len(rows)
-    parts: list[tuple[Tensor, Tensor, Tensor]] = []
+    parts: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
     try:
         for start in range(0, n, CHUNK):
             sel = slice(start, start + CHUNK)
@@ -205,7 +211,8 @@ def score_rows(policy: Any, obs: Tensor, actions: Tensor, rows: Tensor | None = 
             a = actions[sel] if idx is None else actions.index_select(0, idx)
             mix = policy.mixture(o)
             rho = mix.rho if mix.rho is not None else torch.ones_like(mix.log_pi)
-            parts.append((mix.log_pi, mix.component_log_prob(a), rho))
+            spread = (mix.var / mix.var[:, :1]).mean(-1)
+            parts.append((mix.log_pi, mix.component_log_prob(a), rho, spread))
     finally:
         policy.train(was_training)
     if not parts:
@@ -224,6 +231,21 @@ def family_mask(rho_bar: Tensor, rho_min: float = TARGET_RHO_MIN) -> Tensor:
     """``(U, K)`` float: the mixtures whose mean correlation is >= ``rho_min`` (copies of the
     target, as :meth:`Mixture.target_posterior` counts them); column 0 always."""
     mask = (rho_bar >= rho_min).to(rho_bar.dtype)
+    mask[:, 0] = 1.0
+    return mask
+
+
+def tight_mask(spread_bar: Tensor, max_spread: float = TIE_SPREAD_MAX) -> Tensor:
+    """``(U, K)`` float: the mixtures whose variance over a unit's first steps is at most
+    ``max_spread`` times the target's (``spread_bar``, :func:`score_rows`); column 0 always.
+
+    Only such a mixture is a function of mu_1: eq. (6)'s ``(1 - rho^2) Sigma_0`` can stay
+    broad at ``|rho| ~ 1`` when ``Sigma_0`` grows, and eq. (8)'s KL pulls the rho of every
+    mixture the target does not use towards -1. Tied through that rho, a worse operator's
+    episodes taught mu_1 the negation of its actions (Hopper, 20 % medium episodes:
+    43.7 against the oracle's 99.5; docs/design-notes.md).
+    """
+    mask = (spread_bar <= max_spread).to(spread_bar.dtype)
     mask[:, 0] = 1.0
     return mask
 
@@ -279,6 +301,7 @@ class ChoiceTraining:
         self.grow_end = max(1, int(schedule.grow * steps))
         self.q: Tensor | None = None  # (U, K) posterior, from the first E-step on
         self.rho_bar: Tensor | None = None  # (U, K) rho over the unit's first steps, once
+        self.tight: Tensor | None = None  # (U, K) 1 where mixture k is as sharp as mu_1 there
         self.family: Tensor | None = None  # (U,) posterior share of the target's family
         self.tied: Tensor | None = None  # (U, K) 1 where mixture k's likelihood reaches mu_1
         self.last_estep = -1
@@ -319,19 +342,22 @@ class ChoiceTraining:
         (:func:`merge_copies`); at the first E-step, each mixture's mean correlation
         ``rho_bar (U, K)`` over the unit's first ``horizon`` steps as the warm-up left it --
         where the drivers' states meet and the correlation is identified -- kept from then
-        on; and the share of ``q`` on the target's family (``rho_bar >= 0.95``)."""
-        log_pi, log_density, rho = score_rows(policy, obs, actions, rows)
+        on, and which mixtures are as sharp as the target there (:func:`tight_mask`); and the
+        share of ``q`` on the target's family (``rho_bar >= 0.95``, sharp)."""
+        log_pi, log_density, rho, _ = score_rows(policy, obs, actions, rows)
         units, first = self.units[rows], self.first[rows]
         scores = unit_log_scores(log_pi, log_density, units, first, self.n_units)
         self.q = merge_copies(torch.softmax(scores, dim=-1), unit_mean(rho, units, self.n_units))
         if self.rho_bar is None:  # identified once, by the warm-up, where the drivers meet
             early = self.order[: self.rows_before(self.schedule.horizon)]
-            _, _, rho = score_rows(policy, obs, actions, early)
+            _, _, rho, spread = score_rows(policy, obs, actions, early)
             self.rho_bar = unit_mean(rho, self.units[early], self.n_units)
-        self.family = (self.q * family_mask(self.rho_bar)).sum(-1)  # (U,)
+            self.tight = tight_mask(unit_mean(spread, self.units[early], self.n_units))
+        self.family = (self.q * family_mask(self.rho_bar) * self.tight).sum(-1)  # (U,)
         # a mixture teaches mu_1 only where it is tied to it tightly: the target's copies
-        # (rho ~ 1) and a flipped demonstrator (rho ~ -1); a broad one is explained given mu_1
-        self.tied = (self.rho_bar.abs() >= TARGET_RHO_MIN).to(self.q.dtype)
+        # (rho ~ 1) and a flipped demonstrator (rho ~ -1), as sharp as mu_1; a broad one is
+        # explained given mu_1
+        self.tied = (self.rho_bar.abs() >= TARGET_RHO_MIN).to(self.q.dtype) * self.tight
         self.tied[:, 0] = 1.0
 
     def sample(self, step: int, generator: torch.Generator) -> Tensor:
@@ -344,9 +370,10 @@ class ChoiceTraining:
         """Keyword arguments of ``ChoiceNetHead.training_loss`` for a batch of ``rows``:
         the units' responsibilities; the L2 of eq. (7) weighted by the share of the unit's
         posterior on the target's family (mixtures whose correlation over the unit's first
-        steps is >= 0.95); eq. (8)'s KL on the episodes' first steps (the episode-level
-        weights); and the tie weights: a mixture's likelihood reaches mu_1 through
-        ``mu_k = rho_k mu_1`` only if ``|rho_bar_uk| >= 0.95`` -- the target's copies and a
+        steps is >= 0.95, as sharp as the target there); eq. (8)'s KL on the episodes' first
+        steps (the episode-level weights); and the tie weights: a mixture's likelihood reaches
+        mu_1 through ``mu_k = rho_k mu_1`` only if ``|rho_bar_uk| >= 0.95`` and it is as sharp
+        as the target on the unit's first steps (:func:`tight_mask`) -- the target's copies and a
         flipped demonstrator, whose actions are mu_1's negation -- while a broad mixture
         (``rho`` in between: a random or weaker operator) is fitted given mu_1 and never
         moves it (docs/design-notes.md)."""
@@ -376,6 +403,7 @@ class ChoiceTraining:
         return {
             "q": self.q,
             "rho_bar": self.rho_bar,
+            "tight": self.tight,
             "family": self.family,
             "tied": self.tied,
             "last_estep": self.last_estep,
@@ -383,7 +411,9 @@ class ChoiceTraining:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.q, self.rho_bar, self.family = state["q"], state["rho_bar"], state["family"]
-        self.tied = state["tied"]
+        self.tied, self.tight = state["tied"], state.get("tight")
+        if self.tight is None and self.rho_bar is not None:  # a checkpoint from before it
+            self.tight = torch.ones_like(self.rho_bar)
         self.last_estep = int(state["last_estep"])
 
 
@@ -395,7 +425,7 @@ def choice_log_likelihoods(
     choice per unit for each entry of ``unit_sets`` (``name -> (units (M,), n_units)``), with
     the same per-step densities."""
     first = torch.from_numpy(np.asarray(timesteps) == 0)
-    log_pi, log_density, _ = score_rows(policy, obs, actions)
+    log_pi, log_density, _, _ = score_rows(policy, obs, actions)
     n = len(obs)
     out = {"step": float(torch.logsumexp(log_pi + log_density, dim=-1).sum()) / n}
     for name, (units, n_units) in unit_sets.items():

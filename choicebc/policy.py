@@ -495,7 +495,7 @@ class BCPolicy(torch.nn.Module):
         actions = torch.as_tensor(np.asarray(demos.actions, dtype=np.float32))
         if actions.shape != (len(obs), self.act_dim):
             raise ValueError(f"actions must be (M, {self.act_dim}), got {tuple(actions.shape)}")
-        log_pi, log_density, rho = score_rows(self, obs, actions)
+        log_pi, log_density, rho, _ = score_rows(self, obs, actions)
         units_t = torch.from_numpy(units)
         timesteps = np.asarray(demos.timesteps)
         first = torch.from_numpy(timesteps == 0)

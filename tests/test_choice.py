@@ -186,14 +186,20 @@ def test_horizon_grows_from_the_first_steps_to_whole_episodes():
 class FixedMixturePolicy(torch.nn.Module):
     """A policy whose mixture is given per row (the observation is the row's index)."""
 
-    def __init__(self, log_pi: Tensor, log_density: Tensor, rho: Tensor) -> None:
+    def __init__(
+        self, log_pi: Tensor, log_density: Tensor, rho: Tensor, var: Tensor | None = None
+    ) -> None:
         super().__init__()
         self.log_pi, self.log_density, self.rho = log_pi, log_density, rho
+        self.var = torch.ones(*rho.shape, 1) if var is None else var
 
     def mixture(self, obs: Tensor) -> SimpleNamespace:
         i = obs[:, 0].long()
         return SimpleNamespace(
-            log_pi=self.log_pi[i], rho=self.rho[i], component_log_prob=lambda a: self.log_density[i]
+            log_pi=self.log_pi[i],
+            rho=self.rho[i],
+            var=self.var[i],
+            component_log_prob=lambda a: self.log_density[i],
         )
 
 
@@ -222,6 +228,38 @@ def test_a_copy_of_the_target_on_a_units_steps_is_the_target_for_that_unit():
     assert trainer.q[0, 0] > 0.95 and trainer.q[0, 1] == 0.0
     assert trainer.family[0] > 0.95 and trainer.tied[0, 0] == 1.0  # it teaches mu_1
     assert trainer.q[1].argmax() == 2 and trainer.family[1] < 0.01
+
+
+def test_a_broad_mixture_does_not_tie_a_unit_to_the_target_whatever_its_rho():
+    # two units explained by mixture 2 (rho -0.99 at their first steps): unit 0 a flipped
+    # driver (mixture 2 as sharp as the target), unit 1 a worse operator whose mixture is
+    # broad through Sigma_0 (20x the target's variance) although its rho is -0.99
+    t = np.tile(np.arange(3), 2)
+    log_pi = torch.log(torch.tensor([[0.6, 0.4]])).repeat(6, 1)
+    log_density = torch.tensor([[0.0, 2.0]]).repeat(6, 1)
+    rho = torch.tensor([[1.0, -0.99]]).repeat(6, 1)
+    var = torch.ones(6, 2, 2)
+    var[3:, 1] = torch.tensor([10.0, 30.0])  # unit 1: mean spread 20
+    trainer = ChoiceTraining(np.repeat([0, 1], 3), t, 2, 2, 100, 4, ChoiceSchedule(3, 0.1, 0.5))
+    policy = FixedMixturePolicy(log_pi, log_density, rho, var)
+    obs = torch.arange(6, dtype=torch.float32)[:, None]
+    trainer.estep(policy, obs, torch.zeros(6, 2), torch.arange(6))
+    assert (trainer.q.argmax(-1) == 1).all()
+    assert trainer.tied.tolist() == [[1.0, 1.0], [1.0, 0.0]]
+    weights = trainer.loss_weights(torch.arange(6))
+    assert weights["tie_weight"][:3, 1].eq(1).all() and weights["tie_weight"][3:, 1].eq(0).all()
+    # the same holds for the target's copies: a broad mixture at rho 0.99 over the first
+    # steps is not the target's family (rho 0 later, so the merge of copies leaves it alone)
+    t = np.tile(np.arange(6), 2)
+    rho = torch.tensor([[1.0, 0.99]]).repeat(12, 1)
+    rho[t >= 3, 1] = 0.0
+    var = torch.ones(12, 2, 2)
+    var[6:9, 1] = 20.0  # unit 1's first steps
+    trainer = ChoiceTraining(np.repeat([0, 1], 6), t, 2, 2, 100, 4, ChoiceSchedule(3, 0.1, 0.5))
+    policy = FixedMixturePolicy(log_pi.repeat(2, 1), log_density.repeat(2, 1), rho, var)
+    trainer.estep(policy, torch.arange(12.0)[:, None], torch.zeros(12, 2), torch.arange(12))
+    assert (trainer.q.argmax(-1) == 1).all()
+    assert trainer.family[0] > 0.99 and trainer.family[1] < 0.01
 
 
 @dataclass
