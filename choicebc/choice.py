@@ -83,8 +83,9 @@ ESTEP_PASSES = 2.0
 E-step is one forward pass over them: about a sixth of the training's own work at 2)"""
 TIE_SPREAD_MAX = 4.0
 """most a mixture's variance may exceed the target's, over a unit's first steps, for its
-``|rho| >= 0.95`` to tie the unit to mu_1 (docs/design-notes.md: at most 1.3 for a flipped
-driver and 2.7 on random episodes, 8 to 34 for the medium operators of Walker2d and Hopper)"""
+``|rho| >= 0.95`` to tie the unit to mu_1 (docs/design-notes.md, measured after the warm-up:
+up to 1.4 for a flipped driver -- 8.4 for three units of one set --, 2.7 on random episodes,
+3 to 34 for the medium operators of Hopper and Walker2d)"""
 CHUNK = 65_536
 
 
