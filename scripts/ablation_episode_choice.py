@@ -4,8 +4,9 @@ One demo set (``mix="episode"``, default HalfCheetah-v5, 40 % flipped episodes, 
 seed 0) and one training budget (20,000 steps, seed 0); variants of ``choicebc.choice``:
 
 * ``per-step``   -- ``choice="step"``: eq. (6), today's ChoiceNet-BC;
-* ``naive-em``   -- one choice per episode, the E-step over whole episodes from the start
-  (``choice_grow`` ~ 0: no growing horizon);
+* ``naive-em``   -- one choice per episode without the growing horizon (``choice_grow`` ~ 0):
+  the warm-up and the first E-step (over every episode's first step) stay, every later E-step
+  counts whole episodes;
 * ``no-anchor``  -- the growing horizon, without holding each mixture's rho to its value over
   the first steps (``choice_anchor=0``);
 * ``default``    -- the growing horizon and the anchor (the defaults).
