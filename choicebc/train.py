@@ -542,7 +542,7 @@ def train_bc(
             bar.close()
             where = _last_good(ckpt_dir)
             raise TrainingDivergedError(
-                f"non-finite loss/gradient at step {step} (loss={float(loss)}){where}. "
+                f"non-finite loss/gradient at step {step} (loss={float(loss.detach())}){where}. "
                 "Lower --lr, check the demos for outliers of extreme magnitude, or use --resume."
             )
         optimizer.step()
