@@ -302,7 +302,7 @@ class ChoiceTraining:
         self.grow_end = max(1, int(schedule.grow * steps))
         self.q: Tensor | None = None  # (U, K) posterior, from the first E-step on
         self.rho_bar: Tensor | None = None  # (U, K) rho over the unit's first steps, once
-        self.tight: Tensor | None = None  # (U, K) 1 where mixture k is as sharp as mu_1 there
+        self.target: Tensor | None = None  # (U, K) 1 on the target's family, from rho_bar
         self.family: Tensor | None = None  # (U,) posterior share of the target's family
         self.tied: Tensor | None = None  # (U, K) 1 where mixture k's likelihood reaches mu_1
         self.last_estep = -1
@@ -343,8 +343,9 @@ class ChoiceTraining:
         (:func:`merge_copies`); at the first E-step, each mixture's mean correlation
         ``rho_bar (U, K)`` over the unit's first ``horizon`` steps as the warm-up left it --
         where the drivers' states meet and the correlation is identified -- kept from then
-        on, and which mixtures are as sharp as the target there (:func:`tight_mask`); and the
-        share of ``q`` on the target's family (``rho_bar >= 0.95``, sharp)."""
+        on, with what it fixes: the target's family (``rho_bar >= 0.95`` and as sharp as the
+        target there, :func:`tight_mask`) and the tie weights; and the share of ``q`` on that
+        family."""
         log_pi, log_density, rho, _ = score_rows(policy, obs, actions, rows)
         units, first = self.units[rows], self.first[rows]
         scores = unit_log_scores(log_pi, log_density, units, first, self.n_units)
@@ -353,13 +354,14 @@ class ChoiceTraining:
             early = self.order[: self.rows_before(self.schedule.horizon)]
             _, _, rho, spread = score_rows(policy, obs, actions, early)
             self.rho_bar = unit_mean(rho, self.units[early], self.n_units)
-            self.tight = tight_mask(unit_mean(spread, self.units[early], self.n_units))
-        self.family = (self.q * family_mask(self.rho_bar) * self.tight).sum(-1)  # (U,)
-        # a mixture teaches mu_1 only where it is tied to it tightly: the target's copies
-        # (rho ~ 1) and a flipped demonstrator (rho ~ -1), as sharp as mu_1; a broad one is
-        # explained given mu_1
-        self.tied = (self.rho_bar.abs() >= TARGET_RHO_MIN).to(self.q.dtype) * self.tight
-        self.tied[:, 0] = 1.0
+            tight = tight_mask(unit_mean(spread, self.units[early], self.n_units))
+            self.target = family_mask(self.rho_bar) * tight
+            # a mixture teaches mu_1 only where it is tied to it tightly: the target's copies
+            # (rho ~ 1) and a flipped demonstrator (rho ~ -1), as sharp as mu_1; a broad one
+            # is explained given mu_1
+            self.tied = (self.rho_bar.abs() >= TARGET_RHO_MIN).to(self.q.dtype) * tight
+            self.tied[:, 0] = 1.0
+        self.family = (self.q * self.target).sum(-1)  # (U,)
 
     def sample(self, step: int, generator: torch.Generator) -> Tensor:
         """``(B,)`` training rows drawn uniformly from those inside the horizon."""
@@ -404,7 +406,7 @@ class ChoiceTraining:
         return {
             "q": self.q,
             "rho_bar": self.rho_bar,
-            "tight": self.tight,
+            "target": self.target,
             "family": self.family,
             "tied": self.tied,
             "last_estep": self.last_estep,
@@ -412,9 +414,9 @@ class ChoiceTraining:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.q, self.rho_bar, self.family = state["q"], state["rho_bar"], state["family"]
-        self.tied, self.tight = state["tied"], state.get("tight")
-        if self.tight is None and self.rho_bar is not None:  # a checkpoint from before it
-            self.tight = torch.ones_like(self.rho_bar)
+        self.tied, self.target = state["tied"], state.get("target")
+        if self.target is None and self.rho_bar is not None:  # a checkpoint from before it
+            self.target = family_mask(self.rho_bar)
         self.last_estep = int(state["last_estep"])
 
 
