@@ -399,6 +399,29 @@ def test_one_choice_per_episode_keeps_lambda1_at_its_start_after_the_warm_up():
     assert per_step.head.lambda1 == pytest.approx(0.1)
 
 
+def test_episodes_of_one_step_train_and_score_beside_long_ones():
+    """Episodes of any length: one-step episodes (shorter than the choice's first steps and
+    the warm-up's horizon) train with one choice per episode and get a finite quality."""
+    long = drifting_episodes(n_episodes=12, length=30, seed=1)
+    lengths = np.array([1, 30, 1, 2, 30, 1] + [30] * 8)
+    keep = np.concatenate([np.arange(e * 30, e * 30 + n) for e, n in enumerate(lengths[:12])])
+    ids = np.concatenate([np.full(n, e) for e, n in enumerate(lengths[:12])])
+    demos = EpisodeDemos(
+        long.observations[keep],
+        long.actions[keep],
+        long.is_corrupt[keep],
+        ids,
+        lengths[:12],
+        long.timesteps[keep],
+    )
+    cfg = TrainConfig(steps=40, batch_size=16, hidden=(8,), torch_threads=1)
+    for choice in ("episode", "auto"):
+        policy = train_bc(demos, config=replace(cfg, choice=choice), progress=False)
+        quality = policy.demo_quality(demos)
+        assert quality.shape == (12,)
+        assert np.isfinite(quality).all() and ((quality >= 0) & (quality <= 1)).all()
+
+
 def test_choice_is_saved_with_the_policy_and_checked(tmp_path):
     demos = drifting_episodes(n_episodes=10, length=6)
     cfg = TrainConfig(steps=20, batch_size=16, hidden=(8,), choice="episode", torch_threads=1)
