@@ -403,15 +403,15 @@ def test_episodes_of_one_step_train_and_score_beside_long_ones():
     """Episodes of any length: one-step episodes (shorter than the choice's first steps and
     the warm-up's horizon) train with one choice per episode and get a finite quality."""
     long = drifting_episodes(n_episodes=12, length=30, seed=1)
-    lengths = np.array([1, 30, 1, 2, 30, 1] + [30] * 8)
-    keep = np.concatenate([np.arange(e * 30, e * 30 + n) for e, n in enumerate(lengths[:12])])
-    ids = np.concatenate([np.full(n, e) for e, n in enumerate(lengths[:12])])
+    lengths = np.array([1, 30, 1, 2, 30, 1] + [30] * 6)  # each episode's first steps kept
+    keep = long.timesteps < np.repeat(lengths, 30)
+    ids = np.repeat(np.arange(12), lengths)
     demos = EpisodeDemos(
         long.observations[keep],
         long.actions[keep],
         long.is_corrupt[keep],
         ids,
-        lengths[:12],
+        lengths,
         long.timesteps[keep],
     )
     cfg = TrainConfig(steps=40, batch_size=16, hidden=(8,), torch_threads=1)
