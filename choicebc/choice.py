@@ -38,15 +38,13 @@ docs/design-notes.md). So the evidence grows from the first steps outward:
    E-step's horizon once it is longer, so every step the E-step counts has been fitted under
    the current choice first.
 
-Four more pieces keep the identification made at the first steps: each mixture's rho in a
+Three more pieces keep the identification made at the first steps: each mixture's rho in a
 unit's later states is held to its value over the unit's first steps
-(:meth:`ChoiceTraining.rho_anchor`); each unit's share on the target's family is the first
-E-step's, and later E-steps choose only within each side (:func:`within_family`); a
-mixture's likelihood reaches mu_1 only when it is tied to it tightly, ``|rho| >= 0.95`` and
-as sharp as the target (the target's copies, a flipped driver: :func:`tight_mask`), while a
-broad mixture is fitted given mu_1 (the ``tie_weight`` of
-:meth:`ChoiceTraining.loss_weights`); and a mixture that has become a copy of the target on
-a unit's own steps is the target for that unit (:func:`merge_copies`).
+(:meth:`ChoiceTraining.rho_anchor`); a mixture's likelihood reaches mu_1 only when it is
+tied to it tightly, ``|rho| >= 0.95`` and as sharp as the target (the target's copies, a
+flipped driver: :func:`tight_mask`), while a broad mixture is fitted given mu_1 (the
+``tie_weight`` of :meth:`ChoiceTraining.loss_weights`); and a mixture that has become a
+copy of the target on a unit's own steps is the target for that unit (:func:`merge_copies`).
 
 ``choice="auto"`` runs the warm-up and then takes one choice per unit when, on the warm-up's
 rows, either one choice per unit explains the steps better than one per step with the same
@@ -268,28 +266,6 @@ def merge_copies(q: Tensor, rho_unit: Tensor) -> Tensor:
     return torch.cat([target, q[:, 1:] * (1.0 - copies[:, 1:])], dim=-1)
 
 
-def within_family(q: Tensor, target: Tensor, family: Tensor) -> Tensor:
-    """``q (U, K)`` with each unit's share on the target's family (``target (U, K)``) set to
-    ``family (U,)``: the mass inside the family and the mass outside are each renormalized
-    to those shares (spread evenly over the side when ``q`` has none there).
-
-    The share is decided at the first E-step, over the first step of every episode, where
-    the drivers' states meet; later E-steps over whole episodes only choose among the
-    mixtures of a side. Without it ~10 % of the clean units drift to a broad untied mixture
-    at the whole-episode E-steps, whose many later steps it fits a little better, and stop
-    teaching mu_1 (Walker2d, 40 % random episodes, seed 2: 92.7 against the oracle's 104.0;
-    docs/design-notes.md).
-    """
-    outside = 1.0 - target
-    parts = []
-    for side, share in ((target, family[:, None]), (outside, 1.0 - family[:, None])):
-        mass = q * side
-        total = mass.sum(-1, keepdim=True)
-        even = side / side.sum(-1, keepdim=True).clamp_min(1.0)
-        parts.append(share * torch.where(total > 1e-6, mass / total.clamp_min(1e-12), even))
-    return parts[0] + parts[1]
-
-
 class ChoiceTraining:
     """The demonstration-level choice inside :func:`choicebc.train_bc`: rows by time, the
     horizon, the E-steps and the per-unit responsibilities ``q (U, K)``.
@@ -368,12 +344,12 @@ class ChoiceTraining:
         ``rho_bar (U, K)`` over the unit's first ``horizon`` steps as the warm-up left it --
         where the drivers' states meet and the correlation is identified -- kept from then
         on, with what it fixes: the target's family (``rho_bar >= 0.95`` and as sharp as the
-        target there, :func:`tight_mask`), the tie weights, and each unit's share of ``q``
-        on that family, which later E-steps keep (:func:`within_family`)."""
+        target there, :func:`tight_mask`) and the tie weights; and the share of ``q`` on that
+        family."""
         log_pi, log_density, rho, _ = score_rows(policy, obs, actions, rows)
         units, first = self.units[rows], self.first[rows]
         scores = unit_log_scores(log_pi, log_density, units, first, self.n_units)
-        q = merge_copies(torch.softmax(scores, dim=-1), unit_mean(rho, units, self.n_units))
+        self.q = merge_copies(torch.softmax(scores, dim=-1), unit_mean(rho, units, self.n_units))
         if self.rho_bar is None:  # identified once, by the warm-up, where the drivers meet
             early = self.order[: self.rows_before(self.schedule.horizon)]
             _, _, rho, spread = score_rows(policy, obs, actions, early)
@@ -383,10 +359,9 @@ class ChoiceTraining:
             # a mixture teaches mu_1 only where it is tied to it tightly: the target's copies
             # (rho ~ 1) and a flipped demonstrator (rho ~ -1), as sharp as mu_1; a broad one
             # is explained given mu_1
-            self.tied = (self.rho_bar.abs() >= TARGET_RHO_MIN).to(q.dtype) * tight
+            self.tied = (self.rho_bar.abs() >= TARGET_RHO_MIN).to(self.q.dtype) * tight
             self.tied[:, 0] = 1.0
-            self.family = (q * self.target).sum(-1)  # (U,), from the first step alone
-        self.q = within_family(q, self.target, self.family)
+        self.family = (self.q * self.target).sum(-1)  # (U,)
 
     def sample(self, step: int, generator: torch.Generator) -> Tensor:
         """``(B,)`` training rows drawn uniformly from those inside the horizon."""

@@ -22,7 +22,6 @@ from choicebc.choice import (
     pick_choice,
     unit_ids,
     unit_log_scores,
-    within_family,
 )
 from choicebc.heads import ChoiceNetHead, Mixture
 from choicebc.train import TrainConfig, train_bc
@@ -261,46 +260,6 @@ def test_a_broad_mixture_does_not_tie_a_unit_to_the_target_whatever_its_rho():
     trainer.estep(policy, torch.arange(12.0)[:, None], torch.zeros(12, 2), torch.arange(12))
     assert (trainer.q.argmax(-1) == 1).all()
     assert trainer.family[0] > 0.99 and trainer.family[1] < 0.01
-
-
-def test_within_family_keeps_each_units_share_on_the_target_family():
-    q = torch.tensor([[0.2, 0.5, 0.3], [0.0, 1.0, 0.0]])
-    target = torch.tensor([[1.0, 0.0, 1.0], [1.0, 0.0, 1.0]])
-    kept = within_family(q, target, torch.tensor([0.9, 0.5]))
-    # unit 0: 0.9 spread as q spreads inside the family, 0.1 outside; unit 1 has no mass
-    # inside the family, so its 0.5 there is spread evenly
-    assert torch.allclose(kept, torch.tensor([[0.36, 0.1, 0.54], [0.25, 0.5, 0.25]]))
-
-
-def test_a_clean_unit_stays_in_the_target_family_its_first_step_chose():
-    # unit 0: its first step is the target's; its later steps fit a broad mixture (rho 0.3)
-    # better, which over the whole episode outweighs the first step. Unit 1: a broad driver
-    # that the first step already sets apart; its later steps fit the other broad mixture
-    t = np.tile(np.arange(4), 2)
-    log_pi = torch.log(torch.tensor([[0.5, 0.25, 0.25]])).repeat(8, 1)
-    log_density = torch.zeros(8, 3)
-    log_density[0, 0] = 4.0
-    log_density[1:4, 1] = 3.0
-    log_density[4, 1] = 4.0
-    log_density[5:, 2] = 3.0
-    rho = torch.tensor([1.0, 0.3, 0.0]).repeat(8, 1)
-    units = np.repeat([0, 1], 4)
-    trainer = ChoiceTraining(units, t, 2, 3, 100, 4, ChoiceSchedule(1, 0.1, 0.5))
-    policy = FixedMixturePolicy(log_pi, log_density, rho)
-    obs, actions = torch.arange(8, dtype=torch.float32)[:, None], torch.zeros(8, 1)
-    trainer.estep(policy, obs, actions, torch.tensor([0, 4]))  # the first step of each
-    first = trainer.family.clone()
-    assert first[0] > 0.95 and first[1] < 0.05
-    trainer.estep(policy, obs, actions, torch.arange(8))  # whole episodes
-    scores = unit_log_scores(
-        log_pi, log_density, torch.from_numpy(units), torch.from_numpy(t == 0), 2
-    )
-    assert torch.softmax(scores, -1)[0, 0] < 0.05  # whole episodes alone: unit 0 leaves
-    assert torch.equal(trainer.family, first)
-    assert torch.allclose(trainer.q.sum(-1), torch.ones(2))
-    assert trainer.q[0, 0] == pytest.approx(float(first[0])) and trainer.q[0, 1] > trainer.q[0, 2]
-    assert trainer.q[1].argmax() == 2  # outside the family the whole episode still chooses
-    assert torch.equal(trainer.loss_weights(torch.arange(8))["l2_weight"][[0, 4]], first)
 
 
 @dataclass
