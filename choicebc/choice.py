@@ -38,16 +38,13 @@ docs/design-notes.md). So the evidence grows from the first steps outward:
    E-step's horizon once it is longer, so every step the E-step counts has been fitted under
    the current choice first.
 
-Four more pieces keep the identification made at the first steps: each mixture's rho in a
+Three more pieces keep the identification made at the first steps: each mixture's rho in a
 unit's later states is held to its value over the unit's first steps
-(:meth:`ChoiceTraining.rho_anchor`); a unit's share on the target's family is decided by
-its first steps with its later steps counted as one (:func:`side_log_scores`), and the
-whole-episode posterior only chooses within each side (:func:`within_family`); a
-mixture's likelihood reaches mu_1 only when it is tied to it tightly, ``|rho| >= 0.95`` and
-as sharp as the target (the target's copies, a flipped driver: :func:`tight_mask`), while a
-broad mixture is fitted given mu_1 (the ``tie_weight`` of
-:meth:`ChoiceTraining.loss_weights`); and a mixture that has become a copy of the target on
-a unit's own steps is the target for that unit (:func:`merge_copies`).
+(:meth:`ChoiceTraining.rho_anchor`); a mixture's likelihood reaches mu_1 only when it is
+tied to it tightly, ``|rho| >= 0.95`` and as sharp as the target (the target's copies, a
+flipped driver: :func:`tight_mask`), while a broad mixture is fitted given mu_1 (the
+``tie_weight`` of :meth:`ChoiceTraining.loss_weights`); and a mixture that has become a
+copy of the target on a unit's own steps is the target for that unit (:func:`merge_copies`).
 
 ``choice="auto"`` runs the warm-up and then takes one choice per unit when, on the warm-up's
 rows, either one choice per unit explains the steps better than one per step with the same
@@ -269,43 +266,6 @@ def merge_copies(q: Tensor, rho_unit: Tensor) -> Tensor:
     return torch.cat([target, q[:, 1:] * (1.0 - copies[:, 1:])], dim=-1)
 
 
-def side_log_scores(
-    log_pi: Tensor, log_density: Tensor, units: Tensor, first: Tensor, n_units: int
-) -> Tensor:
-    """``(U, K)`` :func:`unit_log_scores` with each unit's later steps counted as one step:
-    their log-densities are averaged, the first steps' summed.
-
-    This is the evidence that decides a unit's side -- the target's family or not
-    (:func:`within_family`). A clean episode's later steps, under one tight Gaussian, pay for
-    every badly fitted state, and over 1000 steps a broad untied mixture can outweigh the
-    first step, where the drivers' states meet: ~10 % of the clean units drifted there at the
-    whole-episode E-steps (Walker2d, 40 % random episodes, seed 2: 92.7 against the oracle's
-    104.0). Their per-step margin is small; a bad driver's is large, so its later steps still
-    move a unit whose first step was ambiguous out of the family -- which keeping the first
-    step's share alone could not (HalfCheetah, 40 % random episodes: 86.5 against 96.0;
-    docs/design-notes.md).
-    """
-    later = log_pi.new_zeros(n_units).index_add_(
-        0, units[~first], log_pi.new_ones(int((~first).sum()))
-    )
-    weight = torch.where(first, 1.0, 1.0 / later.clamp_min(1.0)[units])
-    return unit_log_scores(log_pi, log_density * weight[:, None], units, first, n_units)
-
-
-def within_family(q: Tensor, target: Tensor, family: Tensor) -> Tensor:
-    """``q (U, K)`` with each unit's share on the target's family (``target (U, K)``) set to
-    ``family (U,)``: the mass inside the family and the mass outside are each renormalized
-    to those shares (spread evenly over a side where ``q`` has none)."""
-    outside = 1.0 - target
-    parts = []
-    for side, share in ((target, family[:, None]), (outside, 1.0 - family[:, None])):
-        mass = q * side
-        total = mass.sum(-1, keepdim=True)
-        even = side / side.sum(-1, keepdim=True).clamp_min(1.0)
-        parts.append(share * torch.where(total > 1e-6, mass / total.clamp_min(1e-12), even))
-    return parts[0] + parts[1]
-
-
 class ChoiceTraining:
     """The demonstration-level choice inside :func:`choicebc.train_bc`: rows by time, the
     horizon, the E-steps and the per-unit responsibilities ``q (U, K)``.
@@ -384,17 +344,12 @@ class ChoiceTraining:
         ``rho_bar (U, K)`` over the unit's first ``horizon`` steps as the warm-up left it --
         where the drivers' states meet and the correlation is identified -- kept from then
         on, with what it fixes: the target's family (``rho_bar >= 0.95`` and as sharp as the
-        target there, :func:`tight_mask`) and the tie weights. Each unit's share on that
-        family comes from its first steps with its later steps counted as one
-        (:func:`side_log_scores`); the whole-episode posterior only chooses within each side
-        (:func:`within_family`)."""
+        target there, :func:`tight_mask`) and the tie weights; and the share of ``q`` on that
+        family."""
         log_pi, log_density, rho, _ = score_rows(policy, obs, actions, rows)
         units, first = self.units[rows], self.first[rows]
-        rho_unit = unit_mean(rho, units, self.n_units)
         scores = unit_log_scores(log_pi, log_density, units, first, self.n_units)
-        q = merge_copies(torch.softmax(scores, dim=-1), rho_unit)
-        sides = side_log_scores(log_pi, log_density, units, first, self.n_units)
-        q_side = merge_copies(torch.softmax(sides, dim=-1), rho_unit)
+        self.q = merge_copies(torch.softmax(scores, dim=-1), unit_mean(rho, units, self.n_units))
         if self.rho_bar is None:  # identified once, by the warm-up, where the drivers meet
             early = self.order[: self.rows_before(self.schedule.horizon)]
             _, _, rho, spread = score_rows(policy, obs, actions, early)
@@ -404,10 +359,9 @@ class ChoiceTraining:
             # a mixture teaches mu_1 only where it is tied to it tightly: the target's copies
             # (rho ~ 1) and a flipped demonstrator (rho ~ -1), as sharp as mu_1; a broad one
             # is explained given mu_1
-            self.tied = (self.rho_bar.abs() >= TARGET_RHO_MIN).to(q.dtype) * tight
+            self.tied = (self.rho_bar.abs() >= TARGET_RHO_MIN).to(self.q.dtype) * tight
             self.tied[:, 0] = 1.0
-        self.family = (q_side * self.target).sum(-1)  # (U,)
-        self.q = within_family(q, self.target, self.family)
+        self.family = (self.q * self.target).sum(-1)  # (U,)
 
     def sample(self, step: int, generator: torch.Generator) -> Tensor:
         """``(B,)`` training rows drawn uniformly from those inside the horizon."""
