@@ -36,15 +36,7 @@ docs/design-notes.md). So the evidence grows from the first steps outward:
    steps, before the learning rate drops), with an E-step whenever the rows that train have
    been drawn twice (:data:`ESTEP_PASSES`); the rows that train are the warm-up's, or the
    E-step's horizon once it is longer, so every step the E-step counts has been fitted under
-   the current choice first;
-4. at ``reidentify`` (35 %) of the steps, each unit's side -- the target's or not -- is decided
-   once more by the model of that moment, as :meth:`BCPolicy.demo_quality` decides it
-   (:func:`target_share`), and kept: later E-steps choose only within each side
-   (:func:`keep_sides`). The E-steps before it decide on the evidence of their horizon and
-   then train on what they decided, so a mistake there stays (a random driver's episode whose
-   first step fits the target teaches mu_1 random actions for the rest of training; a clean
-   episode with hard states drifts to a broad mixture); once whole episodes have trained, the
-   model itself separates them (docs/design-notes.md, "Re-identification").
+   the current choice first.
 
 Three more pieces keep the identification made at the first steps: each mixture's rho in a
 unit's later states is held to its value over the unit's first steps
@@ -113,16 +105,12 @@ class ChoiceSchedule:
         grow: share of the training steps by which the E-step's horizon covers whole
             episodes.
         anchor: weight of :meth:`ChoiceTraining.rho_anchor`.
-        reidentify: share of the training steps at which each unit's side is decided again
-            by the model of that moment and kept from then on (:meth:`ChoiceTraining.reidentify`;
-            0: never).
     """
 
     horizon: int = 5
     warmup: float = 0.1
     grow: float = 0.15
     anchor: float = 1.0
-    reidentify: float = 0.35
 
     def __post_init__(self) -> None:
         if self.horizon < 1:
@@ -133,8 +121,6 @@ class ChoiceSchedule:
             )
         if self.anchor < 0:
             raise ChoiceError(f"choice anchor must be >= 0, got {self.anchor}")
-        if not 0.0 <= self.reidentify < 1.0:
-            raise ChoiceError(f"choice reidentify must be in [0, 1), got {self.reidentify}")
 
 
 def validate_choice(choice: str, head: str, discrete: bool) -> None:
@@ -280,45 +266,6 @@ def merge_copies(q: Tensor, rho_unit: Tensor) -> Tensor:
     return torch.cat([target, q[:, 1:] * (1.0 - copies[:, 1:])], dim=-1)
 
 
-def target_share(
-    log_pi: Tensor,
-    log_density: Tensor,
-    rho: Tensor,
-    units: Tensor,
-    first: Tensor,
-    early: Tensor,
-    n_units: int,
-) -> Tensor:
-    """``(U,)`` share of each unit's whole-episode posterior on the target's family: the
-    posterior under one choice per unit (:func:`unit_log_scores`, with :func:`merge_copies`)
-    summed over the mixtures whose mean correlation over the unit's ``early`` steps -- the
-    first ones, where the drivers' states meet -- is >= 0.95. ``log_pi``, ``log_density``,
-    ``rho`` ``(N, K)`` are :func:`score_rows`' of every step of the units; ``units``,
-    ``first``, ``early`` ``(N,)`` say whose step each is, whether it opens an episode and
-    whether it is early."""
-    q = torch.softmax(unit_log_scores(log_pi, log_density, units, first, n_units), dim=-1)
-    q = merge_copies(q, unit_mean(rho, units, n_units))
-    target = family_mask(unit_mean(rho[early], units[early], n_units))
-    return (q * target).sum(-1)
-
-
-def keep_sides(q: Tensor, side: Tensor, target: Tensor) -> Tensor:
-    """``q (U, K)`` with each unit kept on its side: a unit on the target's side (``side``
-    ``(U,)`` True) gives all its mass to mixture 1; any other unit gives none to the target's
-    family (``target (U, K)``, 1 on it), its remaining mass renormalised -- spread evenly over
-    the other mixtures where none remains (none at all if every mixture is the target's:
-    the unit then trains nothing)."""
-    q = q.clone()
-    q[side] = 0.0
-    q[side, 0] = 1.0
-    allowed = 1.0 - target[~side]
-    off = q[~side] * allowed
-    total = off.sum(-1, keepdim=True)
-    even = allowed / allowed.sum(-1, keepdim=True).clamp_min(1.0)
-    q[~side] = torch.where(total > 1e-6, off / total.clamp_min(1e-12), even)
-    return q
-
-
 class ChoiceTraining:
     """The demonstration-level choice inside :func:`choicebc.train_bc`: rows by time, the
     horizon, the E-steps and the per-unit responsibilities ``q (U, K)``.
@@ -358,9 +305,7 @@ class ChoiceTraining:
         self.target: Tensor | None = None  # (U, K) 1 on the target's family, from rho_bar
         self.family: Tensor | None = None  # (U,) posterior share of the target's family
         self.tied: Tensor | None = None  # (U, K) 1 where mixture k's likelihood reaches mu_1
-        self.side: Tensor | None = None  # (U,) bool on the target's side, once re-identified
         self.last_estep = -1
-        self.reidentify_step = int(schedule.reidentify * steps) if schedule.reidentify else -1
 
     def estep_horizon(self, step: int) -> int:
         """Steps of every episode that count in the E-step at ``step``: the first step alone
@@ -391,25 +336,6 @@ class ChoiceTraining:
             n = self.rows_before(self.estep_horizon(step))
             self.estep(policy, obs, actions, self.order[:n])
             self.last_estep = step
-        if step == self.reidentify_step:
-            self.reidentify(policy, obs, actions)
-
-    def reidentify(self, policy: Any, obs: Tensor, actions: Tensor) -> None:
-        """Decide each unit's side from every one of its steps with the current model --
-        on the target's side when most of its whole-episode posterior lies on the target's
-        family (:func:`target_share`, as ``demo_quality`` scores it) -- and keep it: ``q`` moves
-        to that side now and after every later E-step (:func:`keep_sides`)."""
-        log_pi, log_density, rho, _ = score_rows(policy, obs, actions, self.order)
-        units, first = self.units[self.order], self.first[self.order]
-        early = torch.from_numpy(self.sorted_t < self.schedule.horizon)
-        self.side = target_share(log_pi, log_density, rho, units, first, early, self.n_units) > 0.5
-        self.keep_sides()
-
-    def keep_sides(self) -> None:
-        """``q`` and the family share moved to each unit's side, once there are sides."""
-        if self.side is not None:
-            self.q = keep_sides(self.q, self.side, self.target)
-            self.family = (self.q * self.target).sum(-1)
 
     def estep(self, policy: Any, obs: Tensor, actions: Tensor, rows: Tensor) -> None:
         """Each unit's posterior ``q (U, K)`` over the mixtures from the given rows, with the
@@ -419,8 +345,7 @@ class ChoiceTraining:
         where the drivers' states meet and the correlation is identified -- kept from then
         on, with what it fixes: the target's family (``rho_bar >= 0.95`` and as sharp as the
         target there, :func:`tight_mask`) and the tie weights; and the share of ``q`` on that
-        family. Once the units are re-identified (:meth:`reidentify`), ``q`` stays on each
-        unit's side."""
+        family."""
         log_pi, log_density, rho, _ = score_rows(policy, obs, actions, rows)
         units, first = self.units[rows], self.first[rows]
         scores = unit_log_scores(log_pi, log_density, units, first, self.n_units)
@@ -437,7 +362,6 @@ class ChoiceTraining:
             self.tied = (self.rho_bar.abs() >= TARGET_RHO_MIN).to(self.q.dtype) * tight
             self.tied[:, 0] = 1.0
         self.family = (self.q * self.target).sum(-1)  # (U,)
-        self.keep_sides()
 
     def sample(self, step: int, generator: torch.Generator) -> Tensor:
         """``(B,)`` training rows drawn uniformly from those inside the horizon."""
@@ -485,14 +409,12 @@ class ChoiceTraining:
             "target": self.target,
             "family": self.family,
             "tied": self.tied,
-            "side": self.side,
             "last_estep": self.last_estep,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.q, self.rho_bar, self.family = state["q"], state["rho_bar"], state["family"]
         self.tied, self.target = state["tied"], state.get("target")
-        self.side = state.get("side")  # None: a checkpoint from before the re-identification
         if self.target is None and self.rho_bar is not None:  # a checkpoint from before it
             self.target = family_mask(self.rho_bar)
         self.last_estep = int(state["last_estep"])

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from choicebc.atomic import save_safetensors_atomic, write_json_atomic
 from choicebc.heads import HEADS, Mixture, make_head
+from choicebc.heads.base import TARGET_RHO_MIN
 from choicebc.heads.classification import ClassifierHead
 
 # the regression head names that have a classification counterpart (discrete actions)
@@ -477,7 +478,14 @@ class BCPolicy(torch.nn.Module):
             from choicebc.demoset import episode_means
 
             return episode_means(self.data_quality(demos), lengths)
-        from choicebc.choice import score_rows, target_share, unit_ids
+        from choicebc.choice import (
+            family_mask,
+            merge_copies,
+            score_rows,
+            unit_ids,
+            unit_log_scores,
+            unit_mean,
+        )
 
         groups = getattr(demos, "groups", None) if self.choice == "group" else None
         units, n_units = unit_ids(
@@ -491,9 +499,11 @@ class BCPolicy(torch.nn.Module):
         units_t = torch.from_numpy(units)
         timesteps = np.asarray(demos.timesteps)
         first = torch.from_numpy(timesteps == 0)
+        q = torch.softmax(unit_log_scores(log_pi, log_density, units_t, first, n_units), -1)
+        q = merge_copies(q, unit_mean(rho, units_t, n_units))  # as the training's E-step
         early = torch.from_numpy(timesteps < self.choice_info.get("horizon", 5))
-        share = target_share(log_pi, log_density, rho, units_t, first, early, n_units)
-        unit_quality = share.numpy()
+        target = family_mask(unit_mean(rho[early], units_t[early], n_units), TARGET_RHO_MIN)
+        unit_quality = (q * target).sum(-1).numpy()
         return unit_quality[units[np.cumsum(lengths) - lengths]]
 
     # ----------------------------------------------------------------- persistence

@@ -222,13 +222,7 @@ def _recover_checkpoint(folder: Path) -> bool:
 
 
 def _schedule(cfg: TrainConfig) -> ChoiceSchedule:
-    return ChoiceSchedule(
-        cfg.choice_horizon,
-        cfg.choice_warmup,
-        cfg.choice_grow,
-        cfg.choice_anchor,
-        cfg.choice_reidentify,
-    )
+    return ChoiceSchedule(cfg.choice_horizon, cfg.choice_warmup, cfg.choice_grow, cfg.choice_anchor)
 
 
 def _fit_median(policy: BCPolicy, obs: np.ndarray, actions: np.ndarray, cfg: TrainConfig) -> None:

@@ -52,6 +52,3 @@ class TrainConfig:
     choice_anchor: float = 1.0
     """weight that holds each mixture's correlation in a demonstration's newer states to its
     value over the steps already counted"""
-    choice_reidentify: float = 0.35
-    """share of the steps at which each demonstration's side (the target's or not) is decided
-    again by the model of that moment and kept (0: never)"""

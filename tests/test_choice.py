@@ -18,7 +18,6 @@ from choicebc.choice import (
     ChoiceTraining,
     demo_log_likelihood,
     flagged_shares,
-    keep_sides,
     merge_copies,
     pick_choice,
     unit_ids,
@@ -229,57 +228,6 @@ def test_a_copy_of_the_target_on_a_units_steps_is_the_target_for_that_unit():
     assert trainer.q[0, 0] > 0.95 and trainer.q[0, 1] == 0.0
     assert trainer.family[0] > 0.95 and trainer.tied[0, 0] == 1.0  # it teaches mu_1
     assert trainer.q[1].argmax() == 2 and trainer.family[1] < 0.01
-
-
-def test_keep_sides_moves_each_unit_to_its_side():
-    q = torch.tensor([[0.2, 0.3, 0.5], [0.6, 0.3, 0.1], [0.9, 0.1, 0.0]])
-    target = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0], [1.0, 1.0, 0.0]])
-    kept = keep_sides(q, torch.tensor([True, False, False]), target)
-    # unit 0 on the target's side: all on mixture 1; unit 1 off it: its mass off the family,
-    # renormalised; unit 2 off it with nothing left off the family: evenly over the rest
-    expected = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.75, 0.25], [0.0, 0.0, 1.0]])
-    assert torch.allclose(kept, expected)
-    assert torch.equal(q[0], torch.tensor([0.2, 0.3, 0.5]))  # the input is not modified
-
-
-def test_reidentification_decides_each_side_on_whole_episodes_and_keeps_it():
-    # unit 0: a bad driver whose first step fits the target, its later steps a broad mixture
-    # (3); unit 1: a clean episode with one hard step. Mixture 2 is a copy of the target.
-    t = np.tile(np.arange(4), 2)
-    units = np.repeat([0, 1], 4)
-    log_pi = torch.log(torch.full((8, 3), 1 / 3))
-    log_density = torch.zeros(8, 3)
-    log_density[[0, 4], 0] = 2.0  # both first steps fit the target
-    log_density[1:4, 2] = 3.0  # unit 0's later steps: the broad mixture
-    log_density[[5, 7], 0] = 1.0  # unit 1's later steps: the target, but for step 2
-    log_density[6, 2] = 0.5
-    rho = torch.tensor([[1.0, 0.99, 0.2]]).repeat(8, 1)
-    policy = FixedMixturePolicy(log_pi, log_density, rho)
-    obs, actions = torch.arange(8, dtype=torch.float32)[:, None], torch.zeros(8, 1)
-    schedule = ChoiceSchedule(1, 0.1, 0.5, reidentify=0.35)
-    trainer = ChoiceTraining(units, t, 2, 3, 100, 4, schedule)
-    assert trainer.reidentify_step == 35
-    first_steps = torch.tensor([0, 4])
-    trainer.estep(policy, obs, actions, first_steps)
-    assert trainer.side is None and (trainer.family > 0.5).all()  # both on the target
-    trainer.before_step(34, policy, obs, actions)
-    assert trainer.side is None
-    trainer.before_step(35, policy, obs, actions)  # whole episodes: unit 0 is not the target's
-    assert trainer.side.tolist() == [False, True]
-    assert trainer.family.tolist() == [0.0, 1.0] and trainer.q[0].argmax() == 2
-    trainer.estep(policy, obs, actions, first_steps)  # its first step alone would take it back
-    assert trainer.family.tolist() == [0.0, 1.0]
-    assert torch.equal(trainer.q[1], torch.tensor([1.0, 0.0, 0.0]))
-    resumed = ChoiceTraining(units, t, 2, 3, 100, 4, schedule)
-    resumed.load_state_dict(trainer.state_dict())
-    assert torch.equal(resumed.side, trainer.side)
-    never = ChoiceTraining(units, t, 2, 3, 100, 4, ChoiceSchedule(1, 0.1, 0.5, reidentify=0.0))
-    never.estep(policy, obs, actions, first_steps)
-    for step in range(100):
-        never.before_step(step, policy, obs, actions)
-    assert never.side is None
-    with pytest.raises(ChoiceError, match="reidentify"):
-        ChoiceSchedule(reidentify=1.0)
 
 
 def test_a_broad_mixture_does_not_tie_a_unit_to_the_target_whatever_its_rho():
